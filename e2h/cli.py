@@ -1,0 +1,62 @@
+"""The `e2h` command.
+
+``e2h fit|validate|test|predict --config ...`` is a LightningCLI: models and data modules are chosen with
+``class_path``/``init_args`` in YAML, several ``--config`` files compose left to right, and
+``--print_config`` shows the resolved configuration. ``e2h data ...`` holds the data tools
+(synthetic benchmark, PRM800K conversion, dataset statistics); ``e2h export`` turns a checkpoint into a
+Hugging Face model folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+DESCRIPTION = (
+    "e2h: easy-to-hard generalization trainer. Subcommands fit, validate, test and predict run Lightning "
+    "stages from YAML configs (--config configs/tiny/sft.yaml). Data tools: `e2h data --help`; checkpoint export: `e2h export --help`."
+)
+
+
+class E2HCLI(LightningCLI):
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI would replace the configured model arguments by those saved in --ckpt_path,
+        # silently undoing e.g. sampling settings given on the command line. In e2h the config states
+        # the module; the checkpoint supplies weights and training state only.
+        return
+
+
+def build_cli(args: Sequence[str] | None = None, run: bool = True) -> LightningCLI:
+    """The LightningCLI; with run=False it only parses and instantiates (no subcommand), as tests do."""
+    return E2HCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=list(args) if args is not None else None,
+        run=run,
+        parser_kwargs={"description": DESCRIPTION},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] == "data":
+        from e2h.data_cli import main as data_main
+
+        return data_main(args[1:])
+    if args and args[0] == "export":
+        from e2h.export import main as export_main
+
+        return export_main(args[1:])
+    # LightningCLI reads sys.argv itself when given None (and warns when given both).
+    build_cli(None if argv is None else args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

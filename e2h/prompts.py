@@ -1,0 +1,98 @@
+"""Prompt formats and the few-shot builder.
+
+Two formats:
+
+- ``paper`` (default), the authors' format: prompt ``# Question\\n\\n{problem}\\n\\n# Solution\\n\\n``; the
+  response is the solution's steps separated by blank lines, then ``\\n\\n# Answer\\n\\n{answer}``.
+- ``boxed``: an instruction asking for the final answer in ``\\boxed{}``; the response is the solution
+  ending in ``\\boxed{answer}`` (MATH's own style).
+
+Both are graded by ``e2h.grading.extract_answer``, which reads the ``# Answer`` section and ``\\boxed{}``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from e2h.errors import DataError
+from e2h.records import Problem, level_counts, normalize_problem_text
+
+PROMPT_FORMATS = ("paper", "boxed")
+ANSWER_HEADING = "# Answer"
+# Few-shot exemplars are separated by this line; generation can stop on it.
+EXEMPLAR_SEPARATOR = "\n\n\n"
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a problem becomes a prompt and a reference solution becomes a training response."""
+
+    name: str = "paper"
+
+    def __post_init__(self) -> None:
+        if self.name not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {self.name!r}; choose one of {PROMPT_FORMATS}")
+
+    def prompt(self, problem: str) -> str:
+        if self.name == "paper":
+            return f"# Question\n\n{problem}\n\n# Solution\n\n"
+        return (
+            f"{problem}\n\nSolve the problem step by step, separating steps by a blank line, "
+            "and put the final answer in \\boxed{}.\n\nSolution:\n\n"
+        )
+
+    def response(self, record: Problem) -> str:
+        """The target text for a record: its solution in this format's answer convention."""
+        solution = record.solution.strip()
+        if self.name == "paper":
+            return f"{solution}\n\n{ANSWER_HEADING}\n\n{record.answer}"
+        if "\\boxed" in solution or "\\fbox" in solution:
+            return solution
+        return f"{solution}\n\nThe final answer is $\\boxed{{{record.answer}}}$."
+
+
+def draw_exemplars(
+    pool: Sequence[Problem],
+    k: int,
+    levels: Iterable[int] | None = None,
+    seed: int = 0,
+    exclude: Iterable[Problem] = (),
+) -> list[Problem]:
+    """Draw k exemplars from `pool`, restricted to `levels`, never one of `exclude` (by id or text).
+
+    The draw is fixed by `seed`: the same exemplars serve every evaluated problem, as in the paper's
+    Full / Hard / Easy-to-Hard ICL comparisons (exemplars from levels 1-5 / 4-5 / 1-3).
+    """
+    excluded_ids = {p.unique_id for p in exclude}
+    excluded_texts = {normalize_problem_text(p.problem) for p in exclude}
+    wanted = None if levels is None else set(levels)
+    candidates = [
+        p
+        for p in pool
+        if (wanted is None or p.level in wanted)
+        and p.unique_id not in excluded_ids
+        and normalize_problem_text(p.problem) not in excluded_texts
+    ]
+    if len(candidates) < k:
+        raise DataError(
+            f"few-shot: need {k} exemplars from levels {sorted(wanted) if wanted else 'any'}, "
+            f"the pool has {len(candidates)} (pool levels: {level_counts(pool)})"
+        )
+    return random.Random(seed).sample(candidates, k)
+
+
+@dataclass(frozen=True)
+class FewShotPrompt:
+    """A prompt with solved exemplars in front of the question."""
+
+    exemplars: tuple[Problem, ...]
+    fmt: PromptFormat = PromptFormat()
+
+    @property
+    def prefix(self) -> str:
+        return "".join(self.fmt.prompt(e.problem) + self.fmt.response(e) + EXEMPLAR_SEPARATOR for e in self.exemplars)
+
+    def __call__(self, problem: str) -> str:
+        return self.prefix + self.fmt.prompt(problem)

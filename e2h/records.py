@@ -1,0 +1,196 @@
+"""Problem records in the MATH schema: loading, normalising, difficulty filtering, held-out exclusion.
+
+One normalised record per problem::
+
+    Problem(problem, solution, answer, level: int | None, subject, unique_id)
+
+Accepted sources (all through `datasets`): a Hugging Face dataset id (e.g. ``hendrycks/competition_math``,
+hub schema: ``type`` and ``level: "Level 3"``) or a local ``.jsonl`` / ``.json`` / ``.parquet`` file
+(PRM800K split schema: ``subject`` and integer ``level``). Both become the same record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from e2h.errors import DataError
+
+log = logging.getLogger(__name__)
+
+EASY_LEVELS = (1, 2, 3)
+HARD_LEVELS = (4, 5)
+ALL_LEVELS = (1, 2, 3, 4, 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    problem: str
+    solution: str
+    answer: str
+    level: int | None
+    subject: str
+    unique_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def difficulty_group(level: int | None) -> str:
+    """'easy' for levels 1-3, 'hard' for 4-5, 'unknown' otherwise (the paper's split)."""
+    if level in EASY_LEVELS:
+        return "easy"
+    if level in HARD_LEVELS:
+        return "hard"
+    return "unknown"
+
+
+# --- normalising raw rows -------------------------------------------------------------------------------
+
+_LEVEL_RE = re.compile(r"^\s*(?:level\s*)?(\d+)\s*$", re.IGNORECASE)
+
+
+def parse_level(value: Any) -> int | None:
+    """Level as an int: accepts 3, "3" and "Level 3"; unknown levels ("Level ?", None, "") become None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        m = _LEVEL_RE.match(value)
+        return int(m.group(1)) if m else None
+    return None
+
+
+def normalize_record(row: Mapping[str, Any], where: str) -> Problem:
+    """One raw row (hub MATH schema or PRM800K split schema) as a Problem.
+
+    ``answer`` comes from the row, else from the solution's last ``\\boxed{}`` / ``# Answer``.
+    """
+    problem = row.get("problem")
+    if not isinstance(problem, str) or not problem.strip():
+        raise DataError(f"{where}: missing required field 'problem' (fields present: {sorted(k for k, v in row.items() if v is not None)})")
+    solution = row.get("solution")
+    solution = solution if isinstance(solution, str) else ""
+    answer = row.get("answer")
+    if answer is None:
+        from e2h.grading import extract_answer
+
+        answer = extract_answer(solution) if solution else None
+        if answer is None:
+            raise DataError(
+                f"{where}: no 'answer' field and no final answer (\\boxed{{}} or '# Answer') in 'solution'"
+            )
+    subject = row.get("subject") or row.get("type") or ""
+    unique_id = row.get("unique_id") or row.get("id") or where
+    return Problem(
+        problem=problem,
+        solution=solution,
+        answer=str(answer),
+        level=parse_level(row.get("level")),
+        subject=str(subject),
+        unique_id=str(unique_id),
+    )
+
+
+# --- loading --------------------------------------------------------------------------------------------
+
+_LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def _local_builder(source: str) -> str | None:
+    from pathlib import Path
+
+    path = Path(source)
+    builder = _LOCAL_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        if path.exists():
+            raise DataError(f"{source}: unsupported file type {path.suffix!r}; use .jsonl, .json or .parquet")
+        return None
+    if not path.is_file():
+        raise DataError(f"{source}: file not found")
+    return builder
+
+
+def _locate_json_error(path: str) -> None:
+    """Re-read a JSON-lines file with our own reader so a parse failure names its line."""
+    from e2h.io import read_jsonl
+
+    try:
+        for _ in read_jsonl(path):
+            pass
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def load_rows(source: str, split: str = "train", name: str | None = None) -> Iterable[Mapping[str, Any]]:
+    """Rows of a local file or a Hugging Face dataset, loaded through `datasets`."""
+    import datasets
+
+    builder = _local_builder(source)
+    if builder is None:
+        # Not a local file: a hub dataset id (or a dataset folder `datasets` understands).
+        return datasets.load_dataset(source, name, split=split)
+    try:
+        return datasets.load_dataset(builder, data_files={split: source}, split=split)
+    except Exception as e:  # datasets wraps parse errors in its own types; find the line ourselves
+        if builder == "json" and source.endswith(".jsonl"):
+            _locate_json_error(source)
+        raise DataError(f"{source}: could not be loaded ({type(e).__name__}: {e})") from e
+
+
+def load_problems(source: str, split: str = "train", name: str | None = None) -> list[Problem]:
+    """Load and normalise problem records from a local .jsonl/.json/.parquet file or a hub dataset id."""
+    rows = load_rows(source, split=split, name=name)
+    return [normalize_record(row, f"{source}: record {i}") for i, row in enumerate(rows)]
+
+
+# --- selecting --------------------------------------------------------------------------------------------
+
+
+def level_counts(problems: Iterable[Problem]) -> dict[int | None, int]:
+    """Problems per level, None (unknown level) last."""
+    counts = Counter(p.level for p in problems)
+    return dict(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+
+
+def filter_levels(problems: Sequence[Problem], levels: Iterable[int] | None) -> list[Problem]:
+    """Keep the problems whose level is in `levels` (None keeps all).
+
+    Problems of unknown level cannot be placed on the easy/hard scale, so a level filter excludes them
+    and logs how many. A filter that keeps nothing is an error naming the levels that exist.
+    """
+    if levels is None:
+        return list(problems)
+    wanted = set(levels)
+    kept = [p for p in problems if p.level in wanted]
+    unknown = sum(p.level is None for p in problems)
+    if unknown:
+        log.info("level filter %s: excluded %d problem(s) of unknown level", sorted(wanted), unknown)
+    if not kept:
+        raise DataError(
+            f"level filter {sorted(wanted)} keeps no problem; levels present (level: count): {level_counts(problems)}"
+        )
+    return kept
+
+
+def normalize_problem_text(text: str) -> str:
+    """Problem text compared across splits: whitespace collapsed, so reformatting does not hide a leak."""
+    return " ".join(text.split())
+
+
+def exclude_held_out(problems: Sequence[Problem], held_out: Iterable[Problem]) -> list[Problem]:
+    """Drop every problem that appears in `held_out` (e.g. MATH500) by unique_id or by problem text."""
+    held = list(held_out)
+    ids = {p.unique_id for p in held}
+    texts = {normalize_problem_text(p.problem) for p in held}
+    kept = [p for p in problems if p.unique_id not in ids and normalize_problem_text(p.problem) not in texts]
+    if len(kept) < len(problems):
+        log.info("held-out exclusion: removed %d of %d problems", len(problems) - len(kept), len(problems))
+    return kept

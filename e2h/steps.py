@@ -1,0 +1,101 @@
+"""Step-labelled solutions: the one schema ORM, PRM and OPRM training reads.
+
+A solution is a list of steps (joined by a blank line, the paper's step separator). Each step carries a
+label: 1 (good), 0 (bad) or None (not supervised, e.g. the already-rated prefix of a PRM800K example).
+``outcome`` is the optional solution-level label (final answer correct?), used by ORM and OPRM.
+
+JSONL layout, one solution a line::
+
+    {"problem": "...", "steps": ["...", "..."], "labels": [1, null], "outcome": 0,
+     "answer": "7", "level": 2, "unique_id": "...", "source": "prm800k"}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from e2h.errors import DataError
+from e2h.io import atomic_write_jsonl, read_jsonl
+
+STEP_SEPARATOR = "\n\n"
+
+
+def _check_label(value: Any, what: str) -> int | None:
+    # bool is an int subclass; JSON true/false is accepted as 1/0, anything else must be 0, 1 or null.
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    raise DataError(f"{what} must be 0, 1 or null, got {value!r} ({type(value).__name__})")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSolution:
+    problem: str
+    steps: tuple[str, ...]
+    labels: tuple[int | None, ...]
+    outcome: int | None = None
+    answer: str | None = None
+    level: int | None = None
+    unique_id: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"step-labelled record {self.unique_id or '<no unique_id>'}"
+        if not isinstance(self.steps, (list, tuple)) or not all(isinstance(s, str) for s in self.steps):
+            raise DataError(f"{where}: 'steps' must be a list of strings")
+        if not isinstance(self.labels, (list, tuple)):
+            raise DataError(f"{where}: 'labels' must be a list, got {type(self.labels).__name__}")
+        if len(self.labels) != len(self.steps):
+            raise DataError(
+                f"{where}: {len(self.steps)} steps but {len(self.labels)} labels; give one label (0, 1 or null) per step"
+            )
+        labels = tuple(_check_label(v, f"{where}: labels[{i}]") for i, v in enumerate(self.labels))
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "outcome", _check_label(self.outcome, f"{where}: 'outcome'"))
+
+    @property
+    def solution(self) -> str:
+        """The solution text as the model reads it: steps joined by the step separator."""
+        return STEP_SEPARATOR.join(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["steps"], d["labels"] = list(self.steps), list(self.labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "record") -> StepSolution:
+        for field in ("problem", "steps", "labels"):
+            if field not in d:
+                raise DataError(f"{where}: missing required field {field!r} (has {sorted(d)})")
+        try:
+            return cls(
+                problem=d["problem"],
+                steps=d["steps"],
+                labels=d["labels"],
+                outcome=d.get("outcome"),
+                answer=d.get("answer"),
+                level=d.get("level"),
+                unique_id=str(d.get("unique_id") or ""),
+                source=str(d.get("source") or ""),
+            )
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
+
+
+def read_step_solutions(path: str | Path) -> Iterator[StepSolution]:
+    """Read a step-labelled JSONL file; errors name the file and line."""
+    for lineno, d in read_jsonl(path):
+        yield StepSolution.from_dict(d, f"{path}:{lineno}")
+
+
+def write_step_solutions(solutions: Iterable[StepSolution], path: str | Path) -> int:
+    """Write step-labelled records as JSONL (atomically: a temporary file renamed into place)."""
+    return atomic_write_jsonl((s.to_dict() for s in solutions), path)
