@@ -3,6 +3,7 @@
 - ``e2h data synth``    write the synthetic arithmetic benchmark (problems + step-labelled solutions)
 - ``e2h data prm800k``  convert raw PRM800K (or its stepwise-critique layout) to step-labelled JSONL
 - ``e2h data stats``    load, filter and summarise a problem set; token lengths and padding waste
+- ``e2h data samples``  accuracy by level of sampled solutions (mean, majority@N, pass@N)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ TOOLS = {
     "synth": "e2h.synthetic",
     "prm800k": "e2h.prm800k",
     "stats": "e2h.data_cli",
+    "samples": "e2h.samples",
 }
 
 

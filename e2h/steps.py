@@ -21,6 +21,33 @@ from e2h.errors import DataError
 from e2h.io import atomic_write_jsonl, read_jsonl
 
 STEP_SEPARATOR = "\n\n"
+ANSWER_HEADING = "# Answer"
+
+
+def split_steps(solution: str) -> list[str]:
+    """The steps of a solution text: the chunks between blank lines.
+
+    The paper's answer section (``# Answer`` then the answer) is attached to the step before it, as in
+    PRM800K, where the last rated step carries the final answer. So ``"a\n\nb\n\n# Answer\n\n3"``
+    has two steps, ``"a"`` and ``"b\n\n# Answer\n\n3"``; joining the steps with `STEP_SEPARATOR` gives
+    the text back.
+    """
+    chunks = solution.split(STEP_SEPARATOR)
+    steps: list[str] = []
+    attach = False  # the chunk after a "# Answer" heading belongs to the answer section too
+    for chunk in chunks:
+        if steps and (attach or chunk.strip() == ANSWER_HEADING):
+            steps[-1] += STEP_SEPARATOR + chunk
+            attach = chunk.strip() == ANSWER_HEADING
+        else:
+            steps.append(chunk)
+    return steps
+
+
+def strip_answer_section(step: str) -> str:
+    """A step without the answer section attached to it (see `split_steps`)."""
+    head, found, _ = step.partition(STEP_SEPARATOR + ANSWER_HEADING)
+    return head if found else step
 
 
 def _check_label(value: Any, what: str) -> int | None:

@@ -33,7 +33,14 @@ from pathlib import Path
 
 from e2h.io import atomic_write_jsonl, read_jsonl
 from e2h.records import ALL_LEVELS, Problem
-from e2h.steps import STEP_SEPARATOR, StepSolution, read_step_solutions, write_step_solutions
+from e2h.steps import (
+    ANSWER_HEADING,
+    STEP_SEPARATOR,
+    StepSolution,
+    read_step_solutions,
+    strip_answer_section,
+    write_step_solutions,
+)
 
 SUBJECT = "Arithmetic (mod 10)"
 SOURCE = "synthetic"
@@ -151,7 +158,8 @@ def check_steps(expression: str, steps: Sequence[str]) -> list[int]:
     labels: list[int] = []
     remainder: str | None = expression
     for step in steps:
-        text = step.strip() if isinstance(step, str) else None
+        # The answer section attached to the last step (`e2h.steps.split_steps`) is not part of the check.
+        text = strip_answer_section(step).strip() if isinstance(step, str) else None
         if remainder is None or len(remainder) == 1 or text is None:
             # Nothing left to continue from (unreadable earlier step, or the solution already ended).
             labels.append(0)
@@ -176,7 +184,7 @@ def final_answer(steps: Sequence[str]) -> str | None:
     """
     if isinstance(steps, str) or not steps or not isinstance(steps[-1], str):
         return None
-    remainder = _written_remainder(steps[-1].strip())
+    remainder = _written_remainder(strip_answer_section(steps[-1]).strip())
     return remainder if remainder is not None and len(remainder) == 1 else None
 
 
@@ -348,6 +356,8 @@ def generate_step_solutions(
             steps = corrupt_steps(expression, rng)[0] if i in wrong else solve_steps(expression)
         except ValueError as e:
             raise ValueError(f"problem {problem.unique_id or i}: {e}") from None
+        # The solution as the generator writes it (SFT format): the answer section ends the last step.
+        steps[-1] += f"{STEP_SEPARATOR}{ANSWER_HEADING}{STEP_SEPARATOR}{final_answer(steps)}"
         labels, outcome = label_steps(expression, steps)
         solutions.append(
             StepSolution(

@@ -269,8 +269,10 @@ def test_step_solutions_labels_are_recomputable() -> None:
         assert (list(s.labels), s.outcome) == (labels, outcome)
         # One injected error always makes the answer wrong; a correct solution is the reference solution.
         assert s.outcome == (0 not in s.labels)
+        # The last step carries the answer section, as the generator writes it (SFT response format).
+        assert s.steps[-1].endswith(f"\n\n# Answer\n\n{final_answer(s.steps)}")
         if s.outcome:
-            assert STEP_SEPARATOR.join(s.steps) == p.solution
+            assert STEP_SEPARATOR.join(s.steps) == f"{p.solution}\n\n# Answer\n\n{p.answer}"
     assert generate_step_solutions(problems, 0.5, seed=4) == solutions
 
 

@@ -1,0 +1,3 @@
+from e2h.modules.generator import GeneratorModule
+
+__all__ = ["GeneratorModule"]

@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Generator speed against references measured in the same run.
+
+1. Training: tokens/s and peak memory of GeneratorModule's step under the Lightning Trainer against a raw
+   PyTorch loop (same model, same batches, same AdamW) — the goal is a ratio raw/Lightning <= 1.10.
+2. Sampling: new tokens/s of e2h's sampling path (`generate_completions`) against plain `model.generate`
+   on the same prompts.
+
+    python bin/bench_generator.py                       # tiny sizes, CPU
+    python bin/bench_generator.py --device cuda --hidden 2048 --layers 16 --seq 2048 --batch 8 --dtype bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, Trainer
+from torch.utils.data import DataLoader
+
+from e2h.generation import SamplingConfig, generate_completions
+from e2h.modules import GeneratorModule
+from e2h.tokenizer import build_char_tokenizer
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+def make_module(args) -> GeneratorModule:
+    torch.manual_seed(0)
+    config = {
+        "model_type": "llama",
+        "hidden_size": args.hidden,
+        "intermediate_size": args.hidden * 2,
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": max(args.hidden // 64, 1),
+        "max_position_embeddings": max(args.seq, 512),
+    }
+    module = GeneratorModule(tokenizer="char", model_config=config, dtype=args.dtype)
+    module.configure_model()
+    return module
+
+
+def batches(args, vocab: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(args.steps):
+        ids = torch.randint(4, vocab, (args.batch, args.seq), generator=g)
+        out.append({
+            "input_ids": ids,
+            "targets": torch.cat([ids[:, 1:], torch.full((args.batch, 1), -100)], dim=1),
+            "attention_mask": torch.ones_like(ids),
+            "position_ids": torch.arange(args.seq).expand(args.batch, -1),
+        })
+    return out
+
+
+def raw_loop(args, data) -> float:
+    module = make_module(args)
+    model = module.model.to(args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for batch in data:
+        batch = {k: v.to(args.device) for k, v in batch.items()}
+        start = time.perf_counter()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=-100)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sum(times[args.warmup :]) / len(times[args.warmup :])
+
+
+class StepTimer(Callback):
+    def __init__(self):
+        self.times, self._start = [], 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._start)
+
+
+def lightning_loop(args, data) -> float:
+    module = make_module(args)
+    module.optimizer_factory = lambda params: torch.optim.AdamW(params, lr=1e-4)
+    timer = StepTimer()
+    trainer = Trainer(
+        accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1, max_steps=len(data),
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[timer],
+    )
+    loader = DataLoader(data, batch_size=None, shuffle=False)
+    trainer.fit(module, train_dataloaders=loader)
+    return sum(timer.times[args.warmup :]) / len(timer.times[args.warmup :])
+
+
+def sampling(args) -> tuple[float, float]:
+    module = make_module(args)
+    model, tokenizer = module.model.to(args.device).eval(), module.tokenizer
+    prompts = [f"# Question\n\n{i}+{i}-3+{i % 7}\n\n# Solution\n\n" for i in range(args.gen_batch)]
+    cfg = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0)
+    # plain transformers generate on the same left-padded batch; a token budget fixed by min_new_tokens
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(args.device)
+    kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=True,
+                  pad_token_id=tokenizer.pad_token_id)
+    model.generate(**enc, **kwargs)  # warm-up
+    start = time.perf_counter()
+    out = model.generate(**enc, **kwargs)
+    plain = (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / (time.perf_counter() - start)
+    model.generation_config.min_new_tokens = args.new_tokens  # same budget for e2h's path
+    generate_completions(model, tokenizer, prompts, cfg)
+    start = time.perf_counter()
+    done = generate_completions(model, tokenizer, prompts, cfg)
+    ours = sum(c.num_tokens for (c,) in done) / (time.perf_counter() - start)
+    return plain, ours
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--gen-batch", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=64)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    data = batches(args, len(build_char_tokenizer()))
+    tokens = args.batch * args.seq
+    raw = raw_loop(args, data)
+    light = lightning_loop(args, data)
+    memory = peak_memory_mb(args.device)
+    plain, ours = sampling(args)
+    print(f"device {args.device}, model {args.layers} layers x {args.hidden}, batch {args.batch} x {args.seq} tokens")
+    print("| what | e2h | reference | ratio (ref time / e2h time) |")
+    print("|---|---|---|---|")
+    print(f"| training tokens/s | {tokens / light:,.0f} (Lightning) | {tokens / raw:,.0f} (raw PyTorch loop) | {raw / light:.3f} (e2h step takes {light / raw:.3f}x) |")
+    print(f"| sampling new tokens/s, batch {args.gen_batch} | {ours:,.0f} | {plain:,.0f} (model.generate) | {ours / plain:.3f} |")
+    print(f"| peak memory (MiB, {'CUDA allocated' if args.device.startswith('cuda') else 'process RSS'}) | {memory:,.0f} | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Backbone loading shared by every module: a Hugging Face causal LM from a path or hub id, or built from a
+config for from-scratch runs (the tiny CPU default).
+
+The same path is taken for a user's 7B model and the tests' tiny model (saved with `save_pretrained` in a
+temporary folder), so what the tests load is what a user loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(name: str | None) -> torch.dtype | None:
+    """A dtype from its name ('bf16', 'float32', ...); None keeps the checkpoint's dtype."""
+    if name is None or name == "auto":
+        return None
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)} or 'auto'") from None
+
+
+def build_causal_lm(
+    model: str | None,
+    model_config: Mapping[str, Any] | None,
+    tokenizer: PreTrainedTokenizerBase,
+    dtype: str | None = None,
+    attn_implementation: str | None = "sdpa",
+    gradient_checkpointing: bool = False,
+) -> PreTrainedModel:
+    """Load `model` (path or hub id) or build one from `model_config` (a dict with `model_type`).
+
+    A from-scratch config takes its vocabulary size and special-token ids from the tokenizer, so the
+    config in YAML only states the architecture.
+    """
+    if (model is None) == (model_config is None):
+        raise ValueError("give exactly one of `model` (a path or hub id) and `model_config` (a from-scratch config)")
+    torch_dtype = resolve_dtype(dtype)
+    kwargs: dict[str, Any] = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if model is not None:
+        lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, **kwargs)
+    else:
+        cfg = dict(model_config)
+        model_type = cfg.pop("model_type", None)
+        if model_type is None:
+            raise ValueError("model_config needs a `model_type` (e.g. llama)")
+        cfg.setdefault("vocab_size", len(tokenizer))
+        cfg.setdefault("pad_token_id", tokenizer.pad_token_id)
+        cfg.setdefault("bos_token_id", tokenizer.bos_token_id)
+        cfg.setdefault("eos_token_id", tokenizer.eos_token_id)
+        config = AutoConfig.for_model(model_type, **cfg)
+        lm = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **kwargs)
+    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model's embedding has "
+            f"{lm.get_input_embeddings().num_embeddings}: they do not belong together"
+        )
+    if gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.config.use_cache = False
+    return lm

@@ -1,0 +1,219 @@
+"""The generator: a causal LM trained by SFT, evaluated by greedy accuracy, sampled N times per problem.
+
+- ``fit``: prompt-masked next-token loss (packed or padded batches), optimizer and schedule from the config.
+- ``validate`` / ``test``: greedy accuracy per level and per easy/hard group, graded by `e2h.grading`; the
+  same on a model that was never trained gives the ICL baselines (few-shot prompts come from the data).
+- ``predict``: `num_samples` completions per problem, returned as JSONL-ready dicts for `SampleWriter`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric, MetricCollection
+
+from e2h.generation import SamplingConfig, generate_completions
+from e2h.grading import extract_answer, is_equivalent
+from e2h.modules.backbone import build_causal_lm
+from e2h.records import ALL_LEVELS, difficulty_group
+from e2h.tokenizer import load_tokenizer
+
+# Stops a prompt-only (few-shot) generator from writing the next exemplar.
+DEFAULT_STOP = ("\n\n\n", "# Question")
+
+
+def _default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+
+
+def accuracy_keys() -> list[str]:
+    return ["all", "easy", "hard"] + [f"level_{lvl}" for lvl in ALL_LEVELS]
+
+
+class GeneratorModule(LightningModule):
+    def __init__(
+        self,
+        model: str | None = None,
+        model_config: dict[str, Any] | None = None,
+        tokenizer: str | None = None,
+        dtype: str | None = None,
+        attn_implementation: str | None = "sdpa",
+        gradient_checkpointing: bool = False,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        max_new_tokens: int = 256,
+        stop: list[str] | None = None,
+        num_samples: int = 1,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        sample_seed: int = 0,
+        log_samples: int = 4,
+    ) -> None:
+        """
+        Args:
+            model: a Hugging Face causal LM path or hub id (an e2h export works too).
+            model_config: a from-scratch config instead, e.g. ``{model_type: llama, hidden_size: 256, ...}``.
+            tokenizer: ``char`` or a tokenizer path/id; default: `model`'s own tokenizer.
+            dtype: parameter dtype (``bf16``, ``float32``...); default: the checkpoint's.
+            gradient_checkpointing: recompute activations in backward to save memory.
+            optimizer, lr_scheduler: injected by LightningCLI (``optimizer: {class_path: torch.optim.AdamW, ...}``).
+            max_new_tokens, stop: decoding limits for evaluation and sampling.
+            num_samples, temperature, top_p, top_k, sample_seed: sampling for ``predict`` (N per problem).
+            log_samples: decoded validation solutions shown in TensorBoard as text.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if tokenizer is None and model is None:
+            raise ValueError("a from-scratch model needs `tokenizer` (e.g. 'char' or a tokenizer path)")
+        self.tokenizer = load_tokenizer(tokenizer or model)
+        self.optimizer_factory: Callable = optimizer
+        self.scheduler_factory: Callable | None = lr_scheduler
+        self.model = None
+        self.eval_sampling = SamplingConfig(max_new_tokens=max_new_tokens, stop=tuple(DEFAULT_STOP if stop is None else stop))
+        self.predict_sampling = SamplingConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop=self.eval_sampling.stop,
+        )
+        self.num_samples = num_samples
+        self.accuracy = MetricCollection({k: MeanMetric() for k in accuracy_keys()})
+        self._logged_texts: list[str] = []
+
+    # --- model -----------------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        # Built here, not in __init__, so FSDP / DeepSpeed can shard it as it is created; idempotent.
+        if self.model is not None:
+            return
+        h = self.hparams
+        self.model = build_causal_lm(
+            h.model, h.model_config, self.tokenizer, h.dtype, h.attn_implementation, h.gradient_checkpointing
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits for a padded or packed batch."""
+        attention_mask = batch["attention_mask"]
+        if "sequence_ids" in batch and bool((batch["sequence_ids"] > 0).any()):
+            from e2h.tokenization import block_causal_mask
+
+            attention_mask = block_causal_mask(batch["sequence_ids"], self.model.dtype)
+        return self.model(
+            input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids")
+        ).logits
+
+    def sft_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Mean cross-entropy over target tokens (targets are already shifted per example)."""
+        logits = self(batch)
+        targets = batch["targets"]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        return loss, int((targets != -100).sum())
+
+    # --- fit -------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, n_targets = self.sft_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"SFT loss is {loss.item()} at step {self.global_step}; stopping (the last checkpoint is kept as it was)"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/target_tokens", float(n_targets), reduce_fx="sum")
+        self.log("train/tokens_in_batch", float(batch["attention_mask"].sum()), reduce_fx="sum")
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        if getattr(scheduler, "total_steps", 0) is None:  # e2h.schedules.WarmupCosineLR: "until the end"
+            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- evaluation ------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(batch, dict):  # reference solutions: the SFT loss
+            loss, n_targets = self.sft_loss(batch)
+            self.log("val/loss", loss, prog_bar=True, add_dataloader_idx=False, batch_size=max(n_targets, 1))
+        else:  # problems: greedy accuracy
+            self._grade_greedy(batch)
+
+    def test_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
+        self._grade_greedy(batch)
+
+    def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
+        completions = generate_completions(self.model, self.tokenizer, [p["prompt"] for p in problems], self.eval_sampling)
+        for p, (c,) in zip(problems, completions):
+            correct = float(is_equivalent(extract_answer(c.text), p["answer"]))
+            for key in ("all", difficulty_group(p["level"]), f"level_{p['level']}"):
+                if key in self.accuracy:
+                    self.accuracy[key].update(correct)
+            if len(self._logged_texts) < self.hparams.log_samples:
+                self._logged_texts.append(
+                    f"**{p['unique_id']}** (level {p['level']}, gold {p['answer']}, "
+                    f"{'correct' if correct else 'wrong'})\n\n```\n{p['prompt']}{c.text}\n```"
+                )
+
+    def _log_accuracy(self, stage: str) -> None:
+        for key, metric in self.accuracy.items():
+            if metric.update_called:
+                self.log(f"{stage}/acc_{key}", metric.compute(), prog_bar=key == "all")
+            metric.reset()
+        experiment = getattr(self.logger, "experiment", None)
+        if self._logged_texts and hasattr(experiment, "add_text"):
+            experiment.add_text(f"{stage}/samples", "\n\n---\n\n".join(self._logged_texts), self.global_step)
+        self._logged_texts = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracy("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy("test")
+
+    # --- sampling ------------------------------------------------------------------------------------
+
+    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
+        # Seeded per batch from its first problem (a stable hash, not Python's salted one), so the same seed
+        # and data give the same samples in every process.
+        torch.manual_seed(zlib.crc32(f"{self.hparams.sample_seed}/{batch[0]['unique_id']}".encode()))
+        prompts = [p["prompt"] for p in batch]
+        completions = generate_completions(self.model, self.tokenizer, prompts, self.predict_sampling, self.num_samples)
+        rows = []
+        for p, samples in zip(batch, completions):
+            for i, c in enumerate(samples):
+                answer = extract_answer(c.text)
+                rows.append(
+                    {
+                        "problem_id": p["unique_id"],
+                        "level": p["level"],
+                        "sample_index": i,
+                        "prompt": p["prompt"],
+                        "completion": c.text,
+                        "answer": answer,
+                        "gold": p["answer"],
+                        "correct": None if p["answer"] is None else bool(is_equivalent(answer, p["answer"])),
+                        "num_tokens": c.num_tokens,
+                    }
+                )
+        return rows
+
+    # --- export ------------------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets `e2h export` rebuild the right module class from a bare checkpoint.
+        checkpoint["e2h_module"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def save_hf(self, folder: str) -> None:
+        """Write a Hugging Face model folder (weights, config, tokenizer) that `from_pretrained` loads."""
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)

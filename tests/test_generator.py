@@ -1,0 +1,288 @@
+"""The generator stage: configs, SFT loss on packed batches, resume, sampling JSONL, export, ICL, MetaMath."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from e2h.callbacks import SampleWriter, complete_problems
+from e2h.cli import build_cli, main
+from e2h.datamodules import FewShot, MetaMath, ProblemsDataModule, ProblemSource
+from e2h.generation import cut_at_stop
+from e2h.metamath import metamath_to_problems, split_metamath_response
+from e2h.modules import GeneratorModule
+from e2h.records import Problem
+from e2h.schedules import warmup_cosine_factor
+from e2h.tokenizer import build_char_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 1024,
+}
+SMALL_SYNTHETIC = {"train": 100, "test": 10}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A random tiny Llama and the char tokenizer saved as a Hugging Face folder (what a user points to)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_char_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                         **{k: v for k, v in TINY_CONFIG.items() if k != "model_type"})
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def all_configs() -> list[Path]:
+    return sorted(p for p in (REPO / "configs").rglob("*.yaml") if "strategy" not in p.parts)
+
+
+# --- configs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", all_configs(), ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_config_instantiates(config, tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(REPO)
+    args = ["--config", str(config)]
+    if "sft_full" in config.name:  # a delta: it composes on the easy-to-hard config
+        args = ["--config", str(config.with_name("sft_easy.yaml"))] + args
+    raw = yaml.safe_load(config.read_text())
+    if raw.get("model", {}).get("init_args", {}).get("model") or "sft_full" in config.name:
+        args += ["--model.init_args.model", tiny_model_dir]  # the placeholder path: a user's model goes here
+    cli = build_cli(args, run=False)
+    assert isinstance(cli.model, GeneratorModule)
+    assert isinstance(cli.datamodule, ProblemsDataModule)
+    if "sft_full" in config.name:
+        assert cli.datamodule.train_source.levels == [1, 2, 3, 4, 5]
+
+
+def test_cli_help_lists_the_stages(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(stage in out for stage in ("fit", "validate", "test", "predict"))
+
+
+# --- pure pieces -----------------------------------------------------------------------------------------
+
+
+def test_warmup_cosine_by_hand():
+    # warm-up 2 steps: 1/2, 2/2; then cosine over 4 steps from 1 to the floor 0.1
+    factors = [warmup_cosine_factor(s, warmup_steps=2, total_steps=6, min_lr_ratio=0.1) for s in range(8)]
+    expected = [0.5, 1.0, 1.0, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)), 0.55,
+                0.1 + 0.9 * 0.5 * (1 + math.cos(3 * math.pi / 4)), 0.1, 0.1]
+    assert factors == pytest.approx(expected)
+
+
+def test_cut_at_stop_takes_the_earliest_stop_string():
+    assert cut_at_stop("1+2=3\n\n# Answer\n\n3\n\n\n# Question\n\nnext", ("# Question", "\n\n\n")) == (
+        "1+2=3\n\n# Answer\n\n3", True)
+    assert cut_at_stop("no stop here", ("# Question",)) == ("no stop here", False)
+
+
+def test_complete_problems_needs_every_sample_index():
+    rows = [{"problem_id": "a", "sample_index": i} for i in range(3)] + [{"problem_id": "b", "sample_index": 0}]
+    assert complete_problems(rows, 3) == {"a"}
+    assert complete_problems(rows, 1) == {"a", "b"}
+
+
+def test_metamath_rewrite_keeps_only_items_of_the_chosen_math_problems():
+    easy = [Problem("What is  $1+1$?", "s", "2", 1, "Algebra", "m1")]
+    rows = [
+        {"query": "Compute 1+1.", "response": "We add.\n1+1=2.\nThe answer is: 2", "type": "MATH_Rephrased",
+         "original_question": "What is $1+1$?"},
+        {"query": "Hard one", "response": "x\nThe answer is: 5", "type": "MATH_SV", "original_question": "Other"},
+        {"query": "Apples?", "response": "3+4=7\nThe answer is: 7", "type": "GSM_AnsAug", "original_question": "A"},
+    ]
+    (kept,) = metamath_to_problems(rows, easy)
+    assert kept.problem == "Compute 1+1." and kept.solution == "We add.\n\n1+1=2." and kept.answer == "2"
+    assert kept.level == 1
+    assert len(metamath_to_problems(rows, easy, keep_gsm=True)) == 2
+    assert split_metamath_response("a\n\nb\nThe answer is: \\frac{1}{2}") == (["a", "b"], "\\frac{1}{2}")
+
+
+# --- the module on real batches --------------------------------------------------------------------------
+
+
+def make_datamodule(**kwargs) -> ProblemsDataModule:
+    defaults = dict(
+        train=ProblemSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC),
+        val=ProblemSource(split="test", levels=[1, 2, 3, 4, 5], synthetic_per_level=SMALL_SYNTHETIC),
+        max_length=96,
+        batch_size=8,
+        eval_batch_size=25,
+        tokenizer="char",
+    )
+    defaults.update(kwargs)
+    return ProblemsDataModule(**defaults)
+
+
+def make_module(**kwargs) -> GeneratorModule:
+    torch.manual_seed(0)
+    module = GeneratorModule(tokenizer="char", model_config=TINY_CONFIG, max_new_tokens=40, **kwargs)
+    module.configure_model()
+    return module
+
+
+def test_packed_batch_gives_the_same_loss_as_padded_batch():
+    module = make_module()
+    padded, packed = make_datamodule(), make_datamodule(pack=True, max_length=256)
+    padded.setup("fit")
+    packed.setup("fit")
+    n = sum(len(row["input_ids"]) for row in padded.sft["train"][:6])
+    rows = packed.sft["train"]
+    # the same first examples, packed into rows: compare the loss over identical token sets
+    examples = padded.sft["train"][:6]
+    from e2h.tokenization import pack_sequences
+
+    packed_rows = pack_sequences(examples, 256)
+    assert len(packed_rows) < len(examples) and rows  # packing did combine examples
+    loss_padded, n_padded = module.sft_loss(padded._collate_sft(examples))
+    loss_packed, n_packed = module.sft_loss(packed._collate_sft(packed_rows))
+    assert n_padded == n_packed and n > n_padded
+    assert loss_packed.item() == pytest.approx(loss_padded.item(), abs=1e-5)
+
+
+class LossRecorder(Callback):
+    def __init__(self):
+        self.losses = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses[trainer.global_step] = outputs["loss"].item()
+
+
+def fit(module, datamodule, root, max_steps, ckpt_path=None, callbacks=()):
+    recorder = LossRecorder()
+    trainer = Trainer(
+        accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=root, callbacks=[recorder, *callbacks],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, recorder.losses
+
+
+def test_resume_mid_epoch_gives_the_same_losses(tmp_path):
+    # 200 examples / batch 8 = 25 batches an epoch: stopping after 7 steps is mid-epoch.
+    _, straight = fit(make_module(), make_datamodule(), tmp_path / "a", max_steps=12)
+    # The run is stopped after step 7; the checkpoint is the one ModelCheckpoint wrote during training.
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=7, save_top_k=-1)
+    _, first = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=7, callbacks=[saver])
+    ckpt = tmp_path / "ckpt" / "stop.ckpt"
+    _, resumed = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=12, ckpt_path=str(ckpt))
+    assert sorted(first) == list(range(1, 8)) and sorted(resumed) == list(range(8, 13))
+    for step in range(1, 13):
+        assert {**first, **resumed}[step] == pytest.approx(straight[step], rel=1e-5), step
+
+
+def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path):
+    module = make_module()
+    trainer, _ = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert main(["export", str(ckpt), str(tmp_path / "hf")]) == 0
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    module.model.eval()
+    assert torch.allclose(loaded(ids).logits, module.model(ids).logits, atol=1e-5)
+
+
+def test_icl_prompts_hold_exemplars_from_the_chosen_levels_only():
+    dm = make_datamodule(
+        val=ProblemSource(split="test", levels=[4, 5], synthetic_per_level=SMALL_SYNTHETIC),
+        few_shot=FewShot(k=3, levels=[1], pool=ProblemSource(split="train", synthetic_per_level=SMALL_SYNTHETIC)),
+    )
+    dm.setup("validate")
+    records = dm.prompt_records("val")
+    assert all(r["prompt"].count("# Question") == 4 for r in records)
+    assert all(e.level == 1 for e in dm.prompt.exemplars)
+    evaluated = {r["problem"] for r in records}
+    assert not evaluated & {e.problem for e in dm.prompt.exemplars}
+
+
+def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny_model_dir):
+    module = GeneratorModule(model=tiny_model_dir, max_new_tokens=8)
+    dm = make_datamodule(
+        tokenizer=None,
+        val=ProblemSource(split="test", levels=[1, 4], limit=6, synthetic_per_level=SMALL_SYNTHETIC),
+        few_shot=FewShot(k=2, levels=[1, 2], pool=ProblemSource(split="train", synthetic_per_level=SMALL_SYNTHETIC)),
+    )
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    (metrics,) = trainer.validate(module, datamodule=dm)
+    assert {"val/acc_all", "val/acc_easy", "val/acc_hard", "val/acc_level_1", "val/acc_level_4"} <= set(metrics)
+    assert "val/acc_level_2" not in metrics  # no level-2 problem was evaluated
+
+
+# --- sampling ------------------------------------------------------------------------------------------------
+
+
+def write_sampling_config(tmp_path, model_dir, output, limit=6, num_samples=3) -> list[str]:
+    override = {
+        "trainer": {"callbacks": [{"class_path": "e2h.callbacks.SampleWriter", "init_args": {"output": str(output)}}],
+                    "enable_progress_bar": False},
+        "model": {"init_args": {"model": model_dir, "num_samples": num_samples, "max_new_tokens": 12}},
+        "data": {"init_args": {"predict": {"source": "synthetic", "split": "test", "levels": [1, 2, 3],
+                                           "limit": limit, "synthetic_per_level": SMALL_SYNTHETIC},
+                               "eval_batch_size": 2}},
+    }
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return ["predict", "--config", str(REPO / "configs/tiny/sample.yaml"), "--config", str(path)]
+
+
+def read_lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_path, tiny_model_dir):
+    out_a, out_b = tmp_path / "a" / "samples.jsonl", tmp_path / "b" / "samples.jsonl"
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_a))
+    rows = read_lines(out_a)
+    assert len(rows) == 6 * 3
+    assert set(rows[0]) == {"problem_id", "level", "sample_index", "prompt", "completion", "answer", "gold",
+                            "correct", "num_tokens"}
+    assert [r["sample_index"] for r in rows[:3]] == [0, 1, 2]
+    assert all(r["level"] in (1, 2, 3) and r["gold"] is not None and isinstance(r["correct"], bool) for r in rows)
+    assert all(0 < r["num_tokens"] <= 12 for r in rows)
+
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_b))
+    assert out_b.read_text() == out_a.read_text()  # same seed, same samples
+
+    # Stop halfway: two problems complete in the per-rank file, a third cut mid-line.
+    lines = out_a.read_text().splitlines(keepends=True)
+    out_a.unlink()
+    rank_file = SampleWriter(str(out_a)).rank_file(0)
+    rank_file.write_text("".join(lines[:6]) + lines[6][:20])
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_a))
+    resumed = read_lines(out_a)
+    assert len(resumed) == 18
+    assert len({(r["problem_id"], r["sample_index"]) for r in resumed}) == 18
+    assert resumed[:6] == rows[:6]
+    assert not rank_file.exists()
+
+
+# --- majority voting (used by the sampling summary) -------------------------------------------------------
+
+
+def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_appearance():
+    from e2h.reranking import group_answers, majority_vote
+
+    # "1/2" spelled three ways outvotes "3" said twice; None never votes.
+    answers = ["3", "\\frac12", None, "0.5", "3", "\\frac{1}{2}"]
+    assert group_answers(answers) == [[0, 4], [1, 3, 5]]
+    assert majority_vote(answers) == "\\frac12"
+    assert majority_vote(["7", "2", "2", "7"]) == "7"  # 2-2 tie: "7" appeared first
+    assert majority_vote([None, None]) is None
