@@ -37,9 +37,9 @@ def make_module(args) -> GeneratorModule:
     config = {
         "model_type": "llama",
         "hidden_size": args.hidden,
-        "intermediate_size": args.hidden * 2,
+        "intermediate_size": args.intermediate or args.hidden * 2,
         "num_hidden_layers": args.layers,
-        "num_attention_heads": max(args.hidden // 64, 1),
+        "num_attention_heads": max(args.hidden // 128, 1) if args.hidden >= 1024 else max(args.hidden // 64, 1),
         "max_position_embeddings": max(args.seq, 512),
     }
     module = GeneratorModule(tokenizer="char", model_config=config, dtype=args.dtype)
@@ -61,10 +61,22 @@ def batches(args, vocab: int) -> list[dict[str, torch.Tensor]]:
     return out
 
 
+def make_optimizer(params, args) -> torch.optim.Optimizer:
+    # The same optimizer on both sides; fused AdamW where CUDA offers it.
+    return torch.optim.AdamW(params, lr=1e-4, fused=args.device.startswith("cuda"))
+
+
+def train_flops_per_token(module: GeneratorModule, seq: int) -> float:
+    """6 x parameters (forward + backward) plus causal attention scores: 6 x layers x seq x hidden."""
+    config = module.model.config
+    params = sum(p.numel() for p in module.model.parameters())
+    return 6 * params + 6 * config.num_hidden_layers * seq * config.hidden_size
+
+
 def raw_loop(args, data) -> float:
     module = make_module(args)
     model = module.model.to(args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model.parameters(), args)
     times = []
     for batch in data:
         batch = {k: v.to(args.device) for k, v in batch.items()}
@@ -95,7 +107,7 @@ class StepTimer(Callback):
 
 def lightning_loop(args, data) -> float:
     module = make_module(args)
-    module.optimizer_factory = lambda params: torch.optim.AdamW(params, lr=1e-4)
+    module.optimizer_factory = lambda params: make_optimizer(params, args)
     timer = StepTimer()
     trainer = Trainer(
         accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1, max_steps=len(data),
@@ -120,11 +132,13 @@ def sampling(args) -> tuple[float, float]:
     start = time.perf_counter()
     out = model.generate(**enc, **kwargs)
     plain = (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / (time.perf_counter() - start)
-    model.generation_config.min_new_tokens = args.new_tokens  # same budget for e2h's path
+    # The same budget for e2h's path: every row generates exactly new_tokens tokens (a random model's
+    # EOS is suppressed), so both sides do identical work and tokens/s compare directly.
+    model.generation_config.min_new_tokens = args.new_tokens
     generate_completions(model, tokenizer, prompts, cfg)
     start = time.perf_counter()
-    done = generate_completions(model, tokenizer, prompts, cfg)
-    ours = sum(c.num_tokens for (c,) in done) / (time.perf_counter() - start)
+    generate_completions(model, tokenizer, prompts, cfg)
+    ours = args.new_tokens * len(prompts) / (time.perf_counter() - start)
     return plain, ours
 
 
@@ -134,6 +148,8 @@ def main() -> None:
     p.add_argument("--dtype", default=None)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=None, help="MLP width (default 2 x hidden)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="hardware bf16 peak for MFU (H200: 989)")
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=12)
@@ -153,6 +169,10 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| training tokens/s | {tokens / light:,.0f} (Lightning) | {tokens / raw:,.0f} (raw PyTorch loop) | {raw / light:.3f} (e2h step takes {light / raw:.3f}x) |")
     print(f"| sampling new tokens/s, batch {args.gen_batch} | {ours:,.0f} | {plain:,.0f} (model.generate) | {ours / plain:.3f} |")
+    if args.peak_tflops:
+        flops = train_flops_per_token(make_module(args), args.seq)
+        print(f"| MFU (peak {args.peak_tflops:.0f} TFLOP/s) | {flops * tokens / light / args.peak_tflops / 1e12:.3f} "
+              f"| {flops * tokens / raw / args.peak_tflops / 1e12:.3f} | |")
     print(f"| peak memory (MiB, {'CUDA allocated' if args.device.startswith('cuda') else 'process RSS'}) | {memory:,.0f} | | |")
 
 

@@ -4,6 +4,7 @@
 - ``e2h data prm800k``  convert raw PRM800K (or its stepwise-critique layout) to step-labelled JSONL
 - ``e2h data stats``    load, filter and summarise a problem set; token lengths and padding waste
 - ``e2h data samples``  accuracy by level of sampled solutions (mean, majority@N, pass@N)
+- ``e2h data report``   re-ranking accuracy against N (majority, weighted, best-of-N, pass@N) by level
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ TOOLS = {
     "prm800k": "e2h.prm800k",
     "stats": "e2h.data_cli",
     "samples": "e2h.samples",
+    "report": "e2h.report",
 }
 
 

@@ -46,29 +46,6 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return str(folder)
 
 
-def all_configs() -> list[Path]:
-    return sorted(p for p in (REPO / "configs").rglob("*.yaml") if "strategy" not in p.parts)
-
-
-# --- configs ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("config", all_configs(), ids=lambda p: str(p.relative_to(REPO / "configs")))
-def test_every_config_instantiates(config, tiny_model_dir, monkeypatch):
-    monkeypatch.chdir(REPO)
-    args = ["--config", str(config)]
-    if "sft_full" in config.name:  # a delta: it composes on the easy-to-hard config
-        args = ["--config", str(config.with_name("sft_easy.yaml"))] + args
-    raw = yaml.safe_load(config.read_text())
-    if raw.get("model", {}).get("init_args", {}).get("model") or "sft_full" in config.name:
-        args += ["--model.init_args.model", tiny_model_dir]  # the placeholder path: a user's model goes here
-    cli = build_cli(args, run=False)
-    assert isinstance(cli.model, GeneratorModule)
-    assert isinstance(cli.datamodule, ProblemsDataModule)
-    if "sft_full" in config.name:
-        assert cli.datamodule.train_source.levels == [1, 2, 3, 4, 5]
-
-
 def test_cli_help_lists_the_stages(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -286,3 +263,50 @@ def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_appear
     assert majority_vote(answers) == "\\frac12"
     assert majority_vote(["7", "2", "2", "7"]) == "7"  # 2-2 tie: "7" appeared first
     assert majority_vote([None, None]) is None
+
+
+# --- learning (the slowest test: a few minutes on 2 cores) -------------------------------------------------
+
+
+def greedy_accuracy(module, levels, limit=60) -> dict[str, float]:
+    dm = ProblemsDataModule(
+        test=ProblemSource(split="test", levels=levels, limit=limit, synthetic_per_level={"train": 2000, "test": 60}),
+        eval_batch_size=60,
+    )
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.test(module, datamodule=dm)
+    return metrics
+
+
+@pytest.mark.timeout(1800)  # ~5 minutes on 2 idle cores; more when the machine is shared
+def test_tiny_sft_learns_the_easy_levels(tmp_path, monkeypatch):
+    """The shipped tiny config, trained on levels 1-3 for 600 steps (seed 0), solves level-1 problems.
+
+    Measured here: the loss sits on a plateau (~0.16/token: format learned, arithmetic not) until about
+    step 380, then falls to ~0 by step 500; greedy level-1 accuracy was 8% at step 200, 45% at 400 and
+    100% at 600 (levels 2 and 3: 100% too; levels 4 and 5: 5% and 18%). An untrained model scores 0% (it writes no answer) and a model that learned the
+    format but not the arithmetic ~10% (a random digit). The bound 50% is five times that chance level.
+    """
+    monkeypatch.chdir(tmp_path)
+    config = REPO / "configs/tiny/sft.yaml"
+    main(["fit", "--config", str(config), "--trainer.max_steps", "600", "--trainer.val_check_interval", "600",
+          "--trainer.enable_progress_bar", "false", "--data.init_args.val.limit", "20"])
+    untrained = GeneratorModule(tokenizer="char", model_config=yaml.safe_load(config.read_text())["model"]["init_args"]["model_config"],
+                                max_new_tokens=64)
+    before = greedy_accuracy(untrained, [1])["test/acc_level_1"]
+    after = greedy_accuracy(GeneratorModule(model=str(tmp_path / "runs/tiny/sft/hf"), max_new_tokens=64), [1])
+    assert before == 0.0
+    assert after["test/acc_level_1"] >= 0.5
+
+
+def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path):
+    module = make_module()
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    with torch.no_grad():  # a NaN weight makes every loss NaN
+        module.model.model.norm.weight[0] = float("nan")
+    before["model.norm.weight"] = module.model.model.norm.weight.clone()
+    with pytest.raises(FloatingPointError, match="SFT loss is nan at step 0; stopping before the optimizer step"):
+        fit(module, make_datamodule(), tmp_path, max_steps=3)
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) or k == "model.norm.weight" for k in before)
+    assert not list(tmp_path.rglob("*.ckpt"))  # no checkpoint of the broken state

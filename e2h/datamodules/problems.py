@@ -179,7 +179,10 @@ class ProblemsDataModule(LightningDataModule):
     def _collate_sft(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         from e2h.tokenization import collate_padded
 
-        return collate_padded(rows, pad_id=self.tokenizer.pad_token_id, pad_values={"targets": -100})
+        batch = collate_padded(rows, pad_id=self.tokenizer.pad_token_id, pad_values={"targets": -100})
+        if not self.pack:  # one example a row: the padding mask separates them, no block mask needed
+            del batch["sequence_ids"]
+        return batch
 
     def _sft_loader(self, split: str, shuffle: bool) -> DataLoader:
         sampler = ResumableSampler(len(self.sft[split]), shuffle=shuffle, seed=self.seed)
@@ -190,7 +193,8 @@ class ProblemsDataModule(LightningDataModule):
             batches_per_epoch = math.ceil(len(self.sft[split]) / self.batch_size)
             done = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * batches_per_epoch
             sampler.set_epoch(trainer.current_epoch)
-            sampler.skip(trainer.current_epoch, max(done, 0) * self.batch_size)
+            # Under DDP Lightning deals this sampler's order out to the ranks, each taking its share.
+            sampler.skip(trainer.current_epoch, max(done, 0) * self.batch_size * trainer.world_size)
         return DataLoader(
             self.sft[split],
             batch_size=self.batch_size,

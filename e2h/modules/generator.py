@@ -100,9 +100,9 @@ class GeneratorModule(LightningModule):
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits for a padded or packed batch."""
+        """Logits for a padded batch, or a packed one (which carries `sequence_ids`)."""
         attention_mask = batch["attention_mask"]
-        if "sequence_ids" in batch and bool((batch["sequence_ids"] > 0).any()):
+        if "sequence_ids" in batch:
             from e2h.tokenization import block_causal_mask
 
             attention_mask = block_causal_mask(batch["sequence_ids"], self.model.dtype)
@@ -110,25 +110,31 @@ class GeneratorModule(LightningModule):
             input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids")
         ).logits
 
-    def sft_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Mean cross-entropy over target tokens (targets are already shifted per example)."""
+    def sft_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over target tokens (targets are already shifted per example), and their count
+        (a tensor: reading it would make the host wait for the device)."""
         logits = self(batch)
         targets = batch["targets"]
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        return loss, int((targets != -100).sum())
+        return loss, (targets != -100).sum()
 
     # --- fit -------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, n_targets = self.sft_loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"SFT loss is {loss.item()} at step {self.global_step}; stopping (the last checkpoint is kept as it was)"
-            )
+        loss, _ = self.sft_loss(batch)
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/target_tokens", float(n_targets), reduce_fx="sum")
-        self.log("train/tokens_in_batch", float(batch["attention_mask"].sum()), reduce_fx="sum")
+        self._last_loss = loss.detach()
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Checked here rather than after the forward: one host-device sync per optimizer step, and a
+        # non-finite loss never reaches the weights or a checkpoint.
+        loss = getattr(self, "_last_loss", None)
+        if loss is not None and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"SFT loss is {loss.item()} at step {self.global_step}; stopping before the optimizer step "
+                "(the last checkpoint is kept as it was)"
+            )
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -144,7 +150,7 @@ class GeneratorModule(LightningModule):
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if isinstance(batch, dict):  # reference solutions: the SFT loss
             loss, n_targets = self.sft_loss(batch)
-            self.log("val/loss", loss, prog_bar=True, add_dataloader_idx=False, batch_size=max(n_targets, 1))
+            self.log("val/loss", loss, prog_bar=True, add_dataloader_idx=False, batch_size=max(int(n_targets), 1))
         else:  # problems: greedy accuracy
             self._grade_greedy(batch)
 
