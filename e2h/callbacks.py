@@ -1,4 +1,4 @@
-"""Callbacks: the samples writer (resumable JSONL), training throughput, Hugging Face export at fit end."""
+"""Callbacks: the samples and scores writers (resumable JSONL), training throughput, Hugging Face export at fit end."""
 
 from __future__ import annotations
 
@@ -36,18 +36,35 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl(path)]
 
 
+def show_on_progress_bar(trainer: Trainer, text: str) -> None:
+    """Show `text` on the predict progress bar, whichever Lightning uses (Rich when installed, else tqdm)."""
+    bar = trainer.progress_bar_callback
+    if bar is None or bar.is_disabled:
+        return
+    if getattr(bar, "predict_progress_bar_id", None) is not None and getattr(bar, "progress", None) is not None:
+        bar.progress.update(bar.predict_progress_bar_id, description=f"Predicting: {text}")
+    elif getattr(bar, "predict_progress_bar", None) is not None:
+        bar.predict_progress_bar.set_postfix_str(text)
+
+
 class SampleWriter(BasePredictionWriter):
     """Writes `e2h predict` samples as JSONL: one line per sample, per-rank files merged at the end.
 
     Resuming: problems whose N samples are already in the output (merged or per-rank files) are skipped,
     so a stopped run continues without duplicating lines.
+
+    What counts as done and how the data module is told to skip it are the hooks `done_units`, `unit_of`
+    and `skip_done`; `ScoreWriter` overrides them to resume scoring line by line.
     """
+
+    what = "samples"  # in log lines
+    unit_name = "problems"  # on the progress bar
 
     def __init__(self, output: str = "runs/samples.jsonl") -> None:
         super().__init__(write_interval="batch")
         self.output = Path(output)
         self._tokens = 0
-        self._problems = 0
+        self._units = 0
         self._start = 0.0
 
     def rank_file(self, rank: int) -> Path:
@@ -59,25 +76,44 @@ class SampleWriter(BasePredictionWriter):
             rows += _read_rows(path)
         return rows
 
+    # --- what a finished unit of work is (overridden by ScoreWriter) -----------------------------------------
+
+    def done_units(self, rows: Sequence[dict[str, Any]], pl_module: LightningModule) -> set:
+        """Units already finished in `rows`: problems with all of the module's `num_samples` samples."""
+        return complete_problems(rows, getattr(pl_module, "num_samples", 1))
+
+    def unit_of(self, row: dict[str, Any]) -> Any:
+        """The unit a written row belongs to."""
+        return row["problem_id"]
+
+    def skip_done(self, datamodule: Any, done: set) -> None:
+        """Tell the data module which units to leave out of the predict loader."""
+        if hasattr(datamodule, "skip_ids"):
+            datamodule.skip_ids = set(done)
+
+    def batch_units(self, prediction: Sequence[dict[str, Any]], batch: Any) -> int:
+        """Units a batch finished (shown on the progress bar): its problems."""
+        return len(batch)
+
+    # --- Lightning hooks -----------------------------------------------------------------------------------
+
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "predict":
             return
-        num_samples = getattr(pl_module, "num_samples", 1)
-        done = complete_problems(self._all_rows(), num_samples)
+        done = self.done_units(self._all_rows(), pl_module)
         if trainer.is_global_zero:
-            # Keep only complete problems in this rank's file, so a half-written problem is redone cleanly.
+            # Keep only finished units in this rank's file, so a half-written one is redone cleanly.
             own = self.rank_file(trainer.global_rank)
             if own.exists():
-                atomic_write_jsonl([r for r in _read_rows(own) if r["problem_id"] in done], own)
+                atomic_write_jsonl([r for r in _read_rows(own) if self.unit_of(r) in done], own)
         trainer.strategy.barrier()
         if done:
-            log.info("samples: %d problems already complete in %s; skipping them", len(done), self.output)
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "skip_ids"):
-            datamodule.skip_ids = set(done)
+            log.info("%s: %d already complete in %s; skipping them", self.what, len(done), self.output)
+        if trainer.datamodule is not None:
+            self.skip_done(trainer.datamodule, done)
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start, self._tokens, self._problems = time.perf_counter(), 0, 0
+        self._start, self._tokens, self._units = time.perf_counter(), 0, 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         path = self.rank_file(trainer.global_rank)
@@ -85,12 +121,10 @@ class SampleWriter(BasePredictionWriter):
         with path.open("a", encoding="utf-8") as f:
             f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prediction))
             f.flush()
-        self._tokens += sum(r["num_tokens"] for r in prediction)
-        self._problems += len(batch)
-        bar = getattr(trainer.progress_bar_callback, "predict_progress_bar", None)
-        if bar is not None:
-            elapsed = max(time.perf_counter() - self._start, 1e-9)
-            bar.set_postfix(problems=self._problems, tok_per_s=f"{self._tokens / elapsed:,.0f}")
+        self._tokens += sum(r.get("num_tokens") or 0 for r in prediction)
+        self._units += self.batch_units(prediction, batch)
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        show_on_progress_bar(trainer, f"{self._units} {self.unit_name}, {self._tokens / elapsed:,.0f} tok/s")
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         trainer.strategy.barrier()
@@ -106,9 +140,44 @@ class SampleWriter(BasePredictionWriter):
             path.unlink()
         elapsed = time.perf_counter() - self._start
         log.info(
-            "samples: wrote %d lines to %s (%d new tokens in %.1f s, %.0f tok/s)",
-            len(merged), self.output, self._tokens, elapsed, self._tokens / max(elapsed, 1e-9),
+            "%s: wrote %d lines to %s (%d completion tokens in %.1f s, %.0f tok/s)",
+            self.what, len(merged), self.output, self._tokens, elapsed, self._tokens / max(elapsed, 1e-9),
         )
+
+
+class ScoreWriter(SampleWriter):
+    """Writes scored samples (`e2h predict` with a reward model) as JSONL, with SampleWriter's guarantees:
+    per-rank files appended batch by batch, merged and written atomically at the end, and a resumed run
+    skips every line already scored, so no line is duplicated.
+
+    Each output line is an input sample line plus ``steps``, ``step_scores`` and ``score``. The unit of work
+    is one line, (problem_id, sample_index): a problem's samples may be split across batches.
+    """
+
+    what = "scores"
+    unit_name = "lines"
+
+    def __init__(self, output: str = "runs/scored.jsonl") -> None:
+        super().__init__(output)
+
+    def done_units(self, rows: Sequence[dict[str, Any]], pl_module: LightningModule) -> set:
+        return {self.unit_of(r) for r in rows}
+
+    def unit_of(self, row: dict[str, Any]) -> Any:
+        return (str(row["problem_id"]), row["sample_index"])
+
+    def skip_done(self, datamodule: Any, done: set) -> None:
+        if hasattr(datamodule, "skip_keys"):
+            datamodule.skip_keys = set(done)
+
+    def batch_units(self, prediction: Sequence[dict[str, Any]], batch: Any) -> int:
+        return len(prediction)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        source = getattr(getattr(trainer.datamodule, "predict_input", None), "path", None)
+        if stage == "predict" and source is not None and Path(source).resolve() == self.output.resolve():
+            raise ValueError(f"the scores would overwrite the samples they score ({source}); choose another output")
+        super().setup(trainer, pl_module, stage)
 
 
 class TokensPerSecond(Callback):

@@ -1,4 +1,5 @@
 from e2h.datamodules.problems import FewShot, MetaMath, ProblemsDataModule
 from e2h.datamodules.sources import ProblemSource
+from e2h.datamodules.steps import ScoreInput, StepsDataModule, StepSource
 
-__all__ = ["FewShot", "MetaMath", "ProblemSource", "ProblemsDataModule"]
+__all__ = ["FewShot", "MetaMath", "ProblemSource", "ProblemsDataModule", "ScoreInput", "StepSource", "StepsDataModule"]

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from e2h.datamodules.sampler import ResumableSampler
+from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
 from e2h.prompts import FewShotPrompt, PromptFormat, draw_exemplars
 from e2h.records import Problem, load_problems
@@ -185,16 +185,7 @@ class ProblemsDataModule(LightningDataModule):
         return batch
 
     def _sft_loader(self, split: str, shuffle: bool) -> DataLoader:
-        sampler = ResumableSampler(len(self.sft[split]), shuffle=shuffle, seed=self.seed)
-        if shuffle and self.trainer is not None:
-            # Resuming mid-epoch: skip the batches this epoch already trained on. Lightning restores its
-            # step counter before asking for the loader; batches per epoch follow from the data size.
-            trainer = self.trainer
-            batches_per_epoch = math.ceil(len(self.sft[split]) / self.batch_size)
-            done = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * batches_per_epoch
-            sampler.set_epoch(trainer.current_epoch)
-            # Under DDP Lightning deals this sampler's order out to the ranks, each taking its share.
-            sampler.skip(trainer.current_epoch, max(done, 0) * self.batch_size * trainer.world_size)
+        sampler = training_sampler(len(self.sft[split]), self.batch_size, shuffle, self.seed, self.trainer)
         return DataLoader(
             self.sft[split],
             batch_size=self.batch_size,

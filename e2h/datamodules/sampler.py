@@ -7,6 +7,7 @@ the current epoch were already trained on, skips them once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -40,3 +41,20 @@ class ResumableSampler(Sampler[int]):
     def __len__(self) -> int:
         skip = self._skip[1] if self._skip and self._skip[0] == self.epoch else 0
         return self.num_items - skip
+
+
+def training_sampler(num_items: int, batch_size: int, shuffle: bool, seed: int, trainer=None) -> ResumableSampler:
+    """A `ResumableSampler` for a training loader, set to skip what a resumed fit already trained on.
+
+    Lightning restores its step counter before asking for the loader, so the batches this epoch already
+    used follow from the global step, gradient accumulation and the number of batches per epoch. Without a
+    trainer (or without shuffling) nothing is skipped.
+    """
+    sampler = ResumableSampler(num_items, shuffle=shuffle, seed=seed)
+    if shuffle and trainer is not None:
+        batches_per_epoch = math.ceil(num_items / batch_size)
+        done = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * batches_per_epoch
+        sampler.set_epoch(trainer.current_epoch)
+        # Under DDP Lightning deals this sampler's order out to the ranks, each taking its share.
+        sampler.skip(trainer.current_epoch, max(done, 0) * batch_size * trainer.world_size)
+    return sampler

@@ -1,3 +1,4 @@
 from e2h.modules.generator import GeneratorModule
+from e2h.modules.reward_model import RewardModelModule
 
-__all__ = ["GeneratorModule"]
+__all__ = ["GeneratorModule", "RewardModelModule"]

@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 DTYPES = {
     "float32": torch.float32,
@@ -33,6 +39,22 @@ def resolve_dtype(name: str | None) -> torch.dtype | None:
         raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)} or 'auto'") from None
 
 
+def from_scratch_config(
+    model_config: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, **overrides: Any
+) -> PretrainedConfig:
+    """A model config from a dict with `model_type`; vocabulary size and special-token ids come from the
+    tokenizer unless given, so a config in YAML only states the architecture."""
+    cfg = dict(model_config)
+    model_type = cfg.pop("model_type", None)
+    if model_type is None:
+        raise ValueError("model_config needs a `model_type` (e.g. llama)")
+    cfg.setdefault("vocab_size", len(tokenizer))
+    cfg.setdefault("pad_token_id", tokenizer.pad_token_id)
+    cfg.setdefault("bos_token_id", tokenizer.bos_token_id)
+    cfg.setdefault("eos_token_id", tokenizer.eos_token_id)
+    return AutoConfig.for_model(model_type, **cfg, **overrides)
+
+
 def build_causal_lm(
     model: str | None,
     model_config: Mapping[str, Any] | None,
@@ -43,8 +65,7 @@ def build_causal_lm(
 ) -> PreTrainedModel:
     """Load `model` (path or hub id) or build one from `model_config` (a dict with `model_type`).
 
-    A from-scratch config takes its vocabulary size and special-token ids from the tokenizer, so the
-    config in YAML only states the architecture.
+    A from-scratch config is completed from the tokenizer (`from_scratch_config`).
     """
     if (model is None) == (model_config is None):
         raise ValueError("give exactly one of `model` (a path or hub id) and `model_config` (a from-scratch config)")
@@ -55,16 +76,9 @@ def build_causal_lm(
     if model is not None:
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, **kwargs)
     else:
-        cfg = dict(model_config)
-        model_type = cfg.pop("model_type", None)
-        if model_type is None:
-            raise ValueError("model_config needs a `model_type` (e.g. llama)")
-        cfg.setdefault("vocab_size", len(tokenizer))
-        cfg.setdefault("pad_token_id", tokenizer.pad_token_id)
-        cfg.setdefault("bos_token_id", tokenizer.bos_token_id)
-        cfg.setdefault("eos_token_id", tokenizer.eos_token_id)
-        config = AutoConfig.for_model(model_type, **cfg)
-        lm = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **kwargs)
+        lm = AutoModelForCausalLM.from_config(from_scratch_config(model_config, tokenizer), dtype=torch_dtype, **kwargs)
+    # from_pretrained returns eval mode and Lightning keeps submodules' modes: training needs train mode.
+    lm.train()
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         raise ValueError(
             f"tokenizer has {len(tokenizer)} tokens but the model's embedding has "
