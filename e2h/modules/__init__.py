@@ -1,4 +1,5 @@
 from e2h.modules.generator import GeneratorModule
+from e2h.modules.ppo import PPOModule
 from e2h.modules.reward_model import RewardModelModule
 
-__all__ = ["GeneratorModule", "RewardModelModule"]
+__all__ = ["GeneratorModule", "PPOModule", "RewardModelModule"]
