@@ -12,7 +12,6 @@ One DataModule serves every generator stage:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 

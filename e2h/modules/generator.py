@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torchmetrics import MeanMetric, MetricCollection
 
+from e2h.evaluation import GreedyAccuracy
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.backbone import build_causal_lm
-from e2h.records import ALL_LEVELS, difficulty_group
 from e2h.tokenizer import load_tokenizer
 
 # Stops a prompt-only (few-shot) generator from writing the next exemplar.
@@ -30,10 +29,6 @@ DEFAULT_STOP = ("\n\n\n", "# Question")
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-
-
-def accuracy_keys() -> list[str]:
-    return ["all", "easy", "hard"] + [f"level_{lvl}" for lvl in ALL_LEVELS]
 
 
 class GeneratorModule(LightningModule):
@@ -85,8 +80,7 @@ class GeneratorModule(LightningModule):
             stop=self.eval_sampling.stop,
         )
         self.num_samples = num_samples
-        self.accuracy = MetricCollection({k: MeanMetric() for k in accuracy_keys()})
-        self._logged_texts: list[str] = []
+        self.greedy = GreedyAccuracy(log_samples)
 
     # --- model -----------------------------------------------------------------------------------------
 
@@ -158,33 +152,13 @@ class GeneratorModule(LightningModule):
         self._grade_greedy(batch)
 
     def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
-        completions = generate_completions(self.model, self.tokenizer, [p["prompt"] for p in problems], self.eval_sampling)
-        for p, (c,) in zip(problems, completions):
-            correct = float(is_equivalent(extract_answer(c.text), p["answer"]))
-            for key in ("all", difficulty_group(p["level"]), f"level_{p['level']}"):
-                if key in self.accuracy:
-                    self.accuracy[key].update(correct)
-            if len(self._logged_texts) < self.hparams.log_samples:
-                self._logged_texts.append(
-                    f"**{p['unique_id']}** (level {p['level']}, gold {p['answer']}, "
-                    f"{'correct' if correct else 'wrong'})\n\n```\n{p['prompt']}{c.text}\n```"
-                )
-
-    def _log_accuracy(self, stage: str) -> None:
-        for key, metric in self.accuracy.items():
-            if metric.update_called:
-                self.log(f"{stage}/acc_{key}", metric.compute(), prog_bar=key == "all")
-            metric.reset()
-        experiment = getattr(self.logger, "experiment", None)
-        if self._logged_texts and hasattr(experiment, "add_text"):
-            experiment.add_text(f"{stage}/samples", "\n\n---\n\n".join(self._logged_texts), self.global_step)
-        self._logged_texts = []
+        self.greedy.grade(self.model, self.tokenizer, problems, self.eval_sampling)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_accuracy("val")
+        self.greedy.log_to(self, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_accuracy("test")
+        self.greedy.log_to(self, "test")
 
     # --- sampling ------------------------------------------------------------------------------------
 

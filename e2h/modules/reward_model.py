@@ -31,7 +31,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h.modules.backbone import from_scratch_config, resolve_dtype
-from e2h.modules.generator import accuracy_keys
+from e2h.evaluation import accuracy_keys
 from e2h.records import difficulty_group
 from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
 from e2h.tokenization import IGNORE_LABEL, block_causal_mask
