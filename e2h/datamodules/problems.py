@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
 from e2h.prompts import FewShotPrompt, PromptFormat, draw_exemplars
@@ -51,7 +51,7 @@ def _problem_batch(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return problems
 
 
-class ProblemsDataModule(LightningDataModule):
+class ProblemsDataModule(TokenizingDataModule):
     def __init__(
         self,
         train: ProblemSource | None = None,
@@ -82,7 +82,7 @@ class ProblemsDataModule(LightningDataModule):
             batch_size: SFT rows per batch. eval_batch_size: problems per generation batch.
             tokenizer: ``char`` or a tokenizer path; default: the model's tokenizer.
         """
-        super().__init__()
+        super().__init__(tokenizer)
         self.train_source, self.val_source, self.test_source, self.predict_source = train, val, test, predict
         self.held_out = held_out
         self.fmt = PromptFormat(prompt_format)
@@ -90,29 +90,13 @@ class ProblemsDataModule(LightningDataModule):
         self.metamath = metamath or MetaMath()
         self.max_length, self.pack = max_length, pack
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.tokenizer_name = tokenizer
         self.seed = seed
-        self._tokenizer = None
         self.problems: dict[str, list[Problem]] = {}
         self.sft: dict[str, list[dict[str, list[int]]]] = {}
         self.prompt: FewShotPrompt = FewShotPrompt(())
         # Problem ids the sampling writer found already complete; predict skips them (resume).
         self.skip_ids: set[str] = set()
 
-    # --- tokenizer: the model's, unless one is named here ---------------------------------------------
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.tokenizer_name is not None:
-                from e2h.tokenizer import load_tokenizer
-
-                self._tokenizer = load_tokenizer(self.tokenizer_name)
-            elif self.trainer is not None and hasattr(self.trainer.lightning_module, "tokenizer"):
-                self._tokenizer = self.trainer.lightning_module.tokenizer
-            else:
-                raise RuntimeError("ProblemsDataModule needs a tokenizer: attach it to a trainer or set `tokenizer`")
-        return self._tokenizer
 
     # --- loading -------------------------------------------------------------------------------------------
 

@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
 from e2h.errors import DataError
@@ -321,7 +321,7 @@ def default_val() -> list[StepSource]:
     return [StepSource(kind="synthetic", split="test", levels=[1, 2, 3, 4, 5], wrong_fraction=0.5)]
 
 
-class StepsDataModule(LightningDataModule):
+class StepsDataModule(TokenizingDataModule):
     def __init__(
         self,
         train: list[StepSource] | None = None,
@@ -351,7 +351,7 @@ class StepsDataModule(LightningDataModule):
             tokenizer: ``char`` or a tokenizer path; default: the model's tokenizer.
             seed: the training order's seed.
         """
-        super().__init__()
+        super().__init__(tokenizer)
         self.sources: dict[str, list[StepSource]] = {
             "train": list(train or []),
             "val": default_val() if val is None else list(val),
@@ -361,27 +361,13 @@ class StepsDataModule(LightningDataModule):
         self.fmt = PromptFormat(prompt_format)
         self.max_length, self.pack = max_length, pack
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.tokenizer_name = tokenizer
         self.seed = seed
-        self._tokenizer = None
         self.encoded: dict[str, list[dict[str, Any]]] = {}
         self.label_counts: dict[str, dict[str, int]] = {}
         self.predict_lines: list[tuple[str, dict[str, Any]]] = []
         # (problem_id, sample_index) pairs the score writer found already scored; predict skips them (resume).
         self.skip_keys: set[tuple[str, int]] = set()
 
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.tokenizer_name is not None:
-                from e2h.tokenizer import load_tokenizer
-
-                self._tokenizer = load_tokenizer(self.tokenizer_name)
-            elif self.trainer is not None and hasattr(self.trainer.lightning_module, "tokenizer"):
-                self._tokenizer = self.trainer.lightning_module.tokenizer
-            else:
-                raise RuntimeError("StepsDataModule needs a tokenizer: attach it to a trainer or set `tokenizer`")
-        return self._tokenizer
 
     # --- loading -------------------------------------------------------------------------------------------
 

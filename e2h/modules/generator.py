@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from e2h.evaluation import GreedyAccuracy
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
+from e2h.modules.common import optimizer_config, stop_if_not_finite
 from e2h.modules.backbone import build_causal_lm
 from e2h.tokenizer import load_tokenizer
 
@@ -121,23 +122,10 @@ class GeneratorModule(LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Checked here rather than after the forward: one host-device sync per optimizer step, and a
-        # non-finite loss never reaches the weights or a checkpoint.
-        loss = getattr(self, "_last_loss", None)
-        if loss is not None and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"SFT loss is {loss.item()} at step {self.global_step}; stopping before the optimizer step "
-                "(the last checkpoint is kept as it was)"
-            )
+        stop_if_not_finite(getattr(self, "_last_loss", None), "SFT loss", self.global_step)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total_steps", 0) is None:  # e2h.schedules.WarmupCosineLR: "until the end"
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     # --- evaluation ------------------------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ from e2h import rl
 from e2h.datamodules.ppo import RolloutPlan
 from e2h.generation import SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
+from e2h.modules.common import optimizer_config, stop_if_not_finite
 from e2h.modules.backbone import build_causal_lm, resolve_dtype
 from e2h.evaluation import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
@@ -605,11 +606,7 @@ class PPOModule(LightningModule):
         # Checked here rather than after the forward: one host-device sync per optimizer step, and a
         # non-finite loss never reaches the weights or a checkpoint.
         for name, value in self._checks.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"PPO: {name} is {value.item()} at step {self.global_step}; stopping before the optimizer step "
-                    "(the last checkpoint is kept as it was)"
-                )
+            stop_if_not_finite(value, f"PPO: {name}", self.global_step)
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
         # The rollout's last training step: its optimisation time is known now.
@@ -627,13 +624,7 @@ class PPOModule(LightningModule):
         if self.hparams.value_lr is not None:
             value_group["lr"] = self.hparams.value_lr
         groups = [{"params": [p for p in self.policy.parameters() if p.requires_grad], "name": "policy"}, value_group]
-        optimizer = self.optimizer_factory(groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total_steps", 0) is None:  # e2h.schedules.WarmupCosineLR: "until the end"
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_config(groups, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     def on_fit_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps modules' modes as it finds them;

@@ -30,6 +30,7 @@ from torch import nn
 from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from e2h.modules.common import optimizer_config, stop_if_not_finite
 from e2h.modules.backbone import from_scratch_config, resolve_dtype
 from e2h.evaluation import accuracy_keys
 from e2h.records import difficulty_group
@@ -300,23 +301,13 @@ class RewardModelModule(LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Checked here rather than after the forward (as the generator does): one host-device sync per
-        # optimizer step, and a non-finite loss never reaches the weights or a checkpoint.
-        loss = getattr(self, "_last_loss", None)
-        if loss is not None and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"reward-model loss is {loss.item()} at step {self.global_step}; stopping before the optimizer "
-                "step (the last checkpoint is kept as it was). Lower the learning rate or check the data."
-            )
+        stop_if_not_finite(
+            getattr(self, "_last_loss", None), "reward-model loss", self.global_step,
+            "Lower the learning rate or check the data.",
+        )
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total_steps", 0) is None:  # e2h.schedules.WarmupCosineLR: "until the end"
-            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     # --- scores ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,39 @@
+"""Pieces every e2h LightningModule shares: the injected optimizer and schedule, the non-finite stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+
+
+def optimizer_config(
+    params: Iterable[Any], optimizer_factory: Callable, scheduler_factory: Callable | None, trainer: Trainer
+) -> Any:
+    """What `configure_optimizers` returns: the injected optimizer, and its schedule stepped every step.
+
+    `e2h.schedules.WarmupCosineLR` with `total_steps: null` runs until the end: it is told the trainer's
+    estimated number of steps here.
+    """
+    optimizer = optimizer_factory(params)
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer)
+    if getattr(scheduler, "total_steps", 0) is None:
+        scheduler.set_total_steps(int(trainer.estimated_stepping_batches))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def stop_if_not_finite(value: torch.Tensor | None, what: str, step: int, advice: str = "") -> None:
+    """Raise FloatingPointError naming `what` when `value` holds NaN or inf.
+
+    Modules call it from `on_before_optimizer_step`: one host-device sync per optimizer step, and a
+    non-finite loss never reaches the weights or a checkpoint (the last checkpoint stays as it was).
+    """
+    if value is not None and not bool(torch.isfinite(value).all()):
+        raise FloatingPointError(
+            f"{what} is {value.item() if value.numel() == 1 else 'not finite'} at step {step}; stopping before the "
+            f"optimizer step (the last checkpoint is kept as it was).{' ' + advice if advice else ''}"
+        )
