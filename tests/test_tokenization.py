@@ -10,7 +10,6 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTraine
 from e2h.errors import DataError
 from e2h.steps import StepSolution
 from e2h.tokenization import (
-    IGNORE_INDEX,
     IGNORE_LABEL,
     PromptTooLongError,
     block_causal_mask,

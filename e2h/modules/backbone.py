@@ -67,24 +67,38 @@ def build_causal_lm(
 
     A from-scratch config is completed from the tokenizer (`from_scratch_config`).
     """
+    kwargs = load_kwargs(model, model_config, dtype, attn_implementation)
+    if model is not None:
+        lm = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    else:
+        lm = AutoModelForCausalLM.from_config(from_scratch_config(model_config, tokenizer), **kwargs)
+    return prepare_for_training(lm, tokenizer, gradient_checkpointing)
+
+
+def load_kwargs(
+    model: str | None, model_config: Mapping[str, Any] | None, dtype: str | None, attn_implementation: str | None
+) -> dict[str, Any]:
+    """Keyword arguments for `from_pretrained` / `from_config`; exactly one of `model` and `model_config`."""
     if (model is None) == (model_config is None):
         raise ValueError("give exactly one of `model` (a path or hub id) and `model_config` (a from-scratch config)")
-    torch_dtype = resolve_dtype(dtype)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if model is not None:
-        lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, **kwargs)
-    else:
-        lm = AutoModelForCausalLM.from_config(from_scratch_config(model_config, tokenizer), dtype=torch_dtype, **kwargs)
-    # from_pretrained returns eval mode and Lightning keeps submodules' modes: training needs train mode.
-    lm.train()
-    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+    return kwargs
+
+
+def prepare_for_training(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gradient_checkpointing: bool
+) -> PreTrainedModel:
+    """Check the tokenizer fits the embedding, switch on gradient checkpointing, and set train mode
+    (from_pretrained returns eval mode and Lightning keeps the modes it finds when fit starts)."""
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise ValueError(
             f"tokenizer has {len(tokenizer)} tokens but the model's embedding has "
-            f"{lm.get_input_embeddings().num_embeddings}: they do not belong together"
+            f"{model.get_input_embeddings().num_embeddings}: they do not belong together"
         )
     if gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lm.config.use_cache = False
-    return lm
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    model.train()
+    return model

@@ -69,14 +69,15 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h import rl
 from e2h.datamodules.ppo import RolloutPlan
 from e2h.generation import SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite
-from e2h.modules.backbone import build_causal_lm, resolve_dtype
+from e2h.modules.backbone import build_causal_lm
+from e2h.modules.reward_model import build_reward_backbone
 from e2h.evaluation import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
 from e2h.records import difficulty_group
@@ -341,10 +342,9 @@ class PPOModule(LightningModule):
             self.reference = build_causal_lm(h.reference or h.policy, None, self.tokenizer, h.dtype, h.attn_implementation)
         else:  # from scratch: the reference is the policy's starting point
             self.reference = copy.deepcopy(self.policy)
-        self.value = load_scalar_model(h.value_model or h.reward_model, h.dtype, h.attn_implementation)
-        if h.gradient_checkpointing:
-            self.value.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.reward_model = load_scalar_model(h.reward_model, h.dtype, h.attn_implementation)
+        self.value = build_reward_backbone(h.value_model or h.reward_model, None, self.tokenizer, h.dtype,
+                                           h.attn_implementation, h.gradient_checkpointing)
+        self.reward_model = build_reward_backbone(h.reward_model, None, self.tokenizer, h.dtype, h.attn_implementation)
         check_same_vocabulary(self.tokenizer, h.reward_model)
         for name in FROZEN:
             model = getattr(self, name)
@@ -780,27 +780,6 @@ class PPOModule(LightningModule):
 # ---------------------------------------------------------------------------------------------------------
 # Loading and small utilities
 # ---------------------------------------------------------------------------------------------------------
-
-
-def load_scalar_model(path: str, dtype: str | None = None, attn_implementation: str | None = "sdpa") -> PreTrainedModel:
-    """A one-output token-classification model from a folder saved from a causal LM (fresh head, zeroed so
-    every value starts at 0) or from a reward model (its head kept); head dropout off."""
-    config = AutoConfig.from_pretrained(path, num_labels=1)
-    config.classifier_dropout = 0.0  # an attribute: not every config class keeps it as a keyword
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    model, info = AutoModelForTokenClassification.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
-    for name in ("score", "classifier"):
-        head = getattr(model, name, None)
-        if isinstance(head, torch.nn.Linear):
-            if any(key.split(".")[0] == name for key in info["missing_keys"]):
-                with torch.no_grad():
-                    head.weight.zero_()
-                    if head.bias is not None:
-                        head.bias.zero_()
-            return model
-    raise ValueError(f"{type(model).__name__} from {path} has no per-token head named 'score' or 'classifier'")
 
 
 def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_model: str) -> None:

@@ -31,7 +31,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h.modules.common import optimizer_config, stop_if_not_finite
-from e2h.modules.backbone import from_scratch_config, resolve_dtype
+from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
 from e2h.evaluation import accuracy_keys
 from e2h.records import difficulty_group
 from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
@@ -79,11 +79,7 @@ def build_reward_backbone(
     every score starts at sigmoid(0) = 0.5 and the first steps do not push random head gradients into the
     backbone. The head's dropout is switched off (the official head has none; Hugging Face defaults to 0.1).
     """
-    if (model is None) == (model_config is None):
-        raise ValueError("give exactly one of `model` (a path or hub id) and `model_config` (a from-scratch config)")
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    kwargs = load_kwargs(model, model_config, dtype, attn_implementation)
     if model is not None:
         config = AutoConfig.from_pretrained(model, num_labels=1)
         # Set as an attribute: passed as a from_pretrained keyword it is not kept by every config class.
@@ -103,18 +99,7 @@ def build_reward_backbone(
             head.weight.zero_()
             if head.bias is not None:
                 head.bias.zero_()
-    if len(tokenizer) > rm.get_input_embeddings().num_embeddings:
-        raise ValueError(
-            f"tokenizer has {len(tokenizer)} tokens but the model's embedding has "
-            f"{rm.get_input_embeddings().num_embeddings}: they do not belong together"
-        )
-    if gradient_checkpointing:
-        rm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        rm.config.use_cache = False
-    # from_pretrained returns a model in eval mode, and Lightning keeps the modes it finds when fit starts:
-    # a backbone to be trained starts in train mode (validation and predict switch to eval themselves).
-    rm.train()
-    return rm
+    return prepare_for_training(rm, tokenizer, gradient_checkpointing)
 
 
 # ---------------------------------------------------------------------------------------------------------
