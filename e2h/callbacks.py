@@ -204,6 +204,7 @@ class ExportHF(Callback):
         self.folder = folder
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Every rank calls it: under FSDP / ZeRO-3 the weights are gathered first; rank 0 writes.
+        pl_module.save_hf(self.folder)
         if trainer.is_global_zero:
-            pl_module.save_hf(self.folder)
             log.info("exported the model as a Hugging Face folder: %s", self.folder)

@@ -1,12 +1,17 @@
-"""Pieces every e2h LightningModule shares: the injected optimizer and schedule, the non-finite stop."""
+"""Pieces every e2h LightningModule shares: the injected optimizer and schedule, the non-finite stop, the
+Hugging Face export."""
 
 from __future__ import annotations
+
 
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
+
+from e2h.io import atomic_folder
+from e2h.strategies import full_state_dict, gathered_parameters, unwrapped
 
 
 def optimizer_config(
@@ -37,3 +42,21 @@ def stop_if_not_finite(value: torch.Tensor | None, what: str, step: int, advice:
             f"{what} is {value.item() if value.numel() == 1 else 'not finite'} at step {step}; stopping before the "
             f"optimizer step (the last checkpoint is kept as it was).{' ' + advice if advice else ''}"
         )
+
+
+def write_hf_folder(pl_module: LightningModule, attr: str, folder: str) -> None:
+    """Write `pl_module.<attr>` (a Hugging Face model) and the module's tokenizer as a folder that
+    `from_pretrained` loads.
+
+    Under FSDP or ZeRO-3 every rank must call it (the weights are gathered); global rank 0 writes. The
+    folder is filled under a temporary name and renamed, so it is never left half-written.
+    """
+    model = getattr(pl_module, attr)
+    state_dict = full_state_dict(pl_module, attr)
+    trainer = pl_module._trainer
+    writer = trainer is None or trainer.is_global_zero
+    with gathered_parameters(model):
+        if writer:
+            with atomic_folder(folder) as tmp:
+                unwrapped(model).save_pretrained(tmp, state_dict=state_dict)
+                pl_module.tokenizer.save_pretrained(tmp)

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from e2h.evaluation import GreedyAccuracy
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
-from e2h.modules.common import optimizer_config, stop_if_not_finite
+from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import build_causal_lm
 from e2h.tokenizer import load_tokenizer
 
@@ -183,5 +183,4 @@ class GeneratorModule(LightningModule):
 
     def save_hf(self, folder: str) -> None:
         """Write a Hugging Face model folder (weights, config, tokenizer) that `from_pretrained` loads."""
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        write_hf_folder(self, "model", folder)

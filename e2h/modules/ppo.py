@@ -55,7 +55,6 @@ it, before the optimizer step, so the last checkpoint stays the last good state.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
@@ -75,12 +74,13 @@ from e2h import rl
 from e2h.datamodules.ppo import RolloutPlan
 from e2h.generation import SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
-from e2h.modules.common import optimizer_config, stop_if_not_finite
+from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import build_causal_lm
 from e2h.modules.reward_model import build_reward_backbone
 from e2h.evaluation import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
 from e2h.records import difficulty_group
+from e2h.strategies import gathered_parameters, generation_kwargs
 from e2h.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
 from e2h.steps import split_steps
 from e2h.tokenization import step_char_spans, step_token_ranges
@@ -459,7 +459,7 @@ class PPOModule(LightningModule):
         was_training = self.policy.training
         self.policy.eval()
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), _full_parameters(self.policy):
+        with torch.random.fork_rng(devices=devices), gathered_parameters(self.policy):
             torch.manual_seed(_stable_seed(h.seed, "rollout", rollout_number, self.global_rank))
             step = h.generation_batch_size or len(prompts)
             for start in range(0, len(prompts), step):
@@ -468,7 +468,7 @@ class PPOModule(LightningModule):
                 out = self.policy.generate(
                     **enc, do_sample=True, temperature=h.temperature, top_k=h.top_k, top_p=h.top_p,
                     max_new_tokens=h.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                    use_cache=True,
+                    use_cache=True, **generation_kwargs(self),
                 )
                 responses = out[:, enc["input_ids"].shape[1] :]
                 valid, _ = response_mask(responses, tok.eos_token_id)
@@ -723,7 +723,7 @@ class PPOModule(LightningModule):
         self._grade_greedy(batch)
 
     def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
-        with _full_parameters(self.policy):
+        with gathered_parameters(self.policy):
             self.greedy.grade(self.policy, self.tokenizer, problems, self.eval_sampling)
 
     def on_validation_epoch_end(self) -> None:
@@ -773,8 +773,7 @@ class PPOModule(LightningModule):
 
     def save_hf(self, folder: str) -> None:
         """Write the trained policy as a Hugging Face causal-LM folder (weights, config, tokenizer)."""
-        self.policy.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        write_hf_folder(self, "policy", folder)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -810,18 +809,3 @@ def _trimmed(rollout: Rollout, index: Tensor) -> tuple[Tensor, Tensor, Tensor, i
     first = int(attention[:, :p].float().argmax(dim=1).min()) if p else 0  # first real prompt column
     cols = slice(first, p + width)
     return rollout.input_ids[index][:, cols], attention[:, cols], mask[:, :width], width
-
-
-@contextlib.contextmanager
-def _full_parameters(model: torch.nn.Module) -> Iterator[None]:
-    """Generation reads whole weights: under FSDP gather them once for the rollout (not once per token)."""
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    if any(isinstance(m, FSDP) for m in model.modules()):
-        with FSDP.summon_full_params(model, writeback=False, recurse=True):
-            yield
-    else:
-        yield

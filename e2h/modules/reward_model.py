@@ -30,7 +30,7 @@ from torch import nn
 from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h.modules.common import optimizer_config, stop_if_not_finite
+from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
 from e2h.evaluation import accuracy_keys
 from e2h.records import difficulty_group
@@ -392,6 +392,5 @@ class RewardModelModule(LightningModule):
     def save_hf(self, folder: str) -> None:
         """Write a Hugging Face folder (weights, config, tokenizer) that ``AutoModelForTokenClassification``
         loads, and that `RewardModelModule(model=folder)` scores with (its trained head is kept)."""
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        write_hf_folder(self, "model", folder)
 
