@@ -4,7 +4,9 @@
 1. Training: tokens/s and peak memory of GeneratorModule's step under the Lightning Trainer against a raw
    PyTorch loop (same model, same batches, same AdamW) — the goal is a ratio raw/Lightning <= 1.10.
 2. Sampling: new tokens/s of e2h's sampling path (`generate_completions`) against plain `model.generate`
-   on the same prompts.
+   on the same prompts, and of the static-cache backend (`e2h.decoding.static_generate`, its decode step
+   compiled with CUDA graphs when --compile, the default on CUDA), next to the memory-bandwidth limit of
+   decoding at --hbm-gbps.
 
     python bin/bench_generator.py                       # tiny sizes, CPU
     python bin/bench_generator.py --device cuda --hidden 2048 --layers 16 --seq 2048 --batch 8 --dtype bf16
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
+from e2h.decoding import static_generate
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule
 from e2h.tokenizer import build_char_tokenizer
@@ -119,7 +122,26 @@ def lightning_loop(args, data) -> float:
     return sum(timer.times[args.warmup :]) / len(timer.times[args.warmup :])
 
 
-def sampling(args) -> tuple[float, float]:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def decode_limit(model, batch: int, context: float, hbm_gbps: float) -> tuple[float, float, float]:
+    """Memory-bandwidth limit of decoding: each step reads every weight once and the KV cache of every row,
+    so new tok/s <= batch x bandwidth / (parameter bytes + KV-cache bytes read per step), with KV-cache bytes
+    = batch x layers x 2 (K and V) x KV heads x head dim x context x element size (context: the prompt plus,
+    on average, half the new tokens). Returns the limit and the two byte counts."""
+    config = model.config
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    element = next(model.parameters()).element_size()
+    kv = batch * config.num_hidden_layers * 2 * kv_heads * head_dim * context * element
+    return batch * hbm_gbps * 1e9 / (weights + kv), weights, kv
+
+
+def sampling(args) -> tuple[float, float, float, tuple[float, float, float]]:
     module = make_module(args)
     model, tokenizer = module.model.to(args.device).eval(), module.tokenizer
     prompts = [f"# Question\n\n{i}+{i}-3+{i % 7}\n\n# Solution\n\n" for i in range(args.gen_batch)]
@@ -139,7 +161,20 @@ def sampling(args) -> tuple[float, float]:
     start = time.perf_counter()
     generate_completions(model, tokenizer, prompts, cfg)
     ours = args.new_tokens * len(prompts) / (time.perf_counter() - start)
-    return plain, ours
+    # The static backend on the same batch and budget: no EOS, so every row generates exactly new_tokens
+    # tokens; generate's default sampling (temperature 1, top-k 50). Warm: timed after one call (which
+    # compiles the decode step with --compile).
+    def run_static():
+        return static_generate(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=args.new_tokens,
+                               do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id, compile=args.compile)
+    run_static()
+    sync(args.device)
+    start = time.perf_counter()
+    out = run_static()
+    sync(args.device)
+    static = (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / (time.perf_counter() - start)
+    context = enc["input_ids"].shape[1] + args.new_tokens / 2
+    return plain, ours, static, decode_limit(model, len(prompts), context, args.hbm_gbps)
 
 
 def main() -> None:
@@ -156,19 +191,28 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--gen-batch", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the static backend's decode step (default: on CUDA only)")
+    p.add_argument("--hbm-gbps", type=float, default=4800, help="memory bandwidth for the decoding limit (H200: 4800)")
     args = p.parse_args()
+    if args.compile is None:
+        args.compile = args.device.startswith("cuda")
     torch.manual_seed(0)
     data = batches(args, len(build_char_tokenizer()))
     tokens = args.batch * args.seq
     raw = raw_loop(args, data)
     light = lightning_loop(args, data)
     memory = peak_memory_mb(args.device)
-    plain, ours = sampling(args)
+    plain, ours, static, (limit, weights, kv) = sampling(args)
     print(f"device {args.device}, model {args.layers} layers x {args.hidden}, batch {args.batch} x {args.seq} tokens")
     print("| what | e2h | reference | ratio (ref time / e2h time) |")
     print("|---|---|---|---|")
     print(f"| training tokens/s | {tokens / light:,.0f} (Lightning) | {tokens / raw:,.0f} (raw PyTorch loop) | {raw / light:.3f} (e2h step takes {light / raw:.3f}x) |")
     print(f"| sampling new tokens/s, batch {args.gen_batch} | {ours:,.0f} | {plain:,.0f} (model.generate) | {ours / plain:.3f} |")
+    print(f"| sampling new tokens/s, batch {args.gen_batch}, static backend ({'compiled' if args.compile else 'eager'}) "
+          f"| {static:,.0f} | {plain:,.0f} (model.generate) | {static / plain:.3f} |")
+    print(f"| decoding limit new tokens/s at {args.hbm_gbps:,.0f} GB/s (weights {weights / 2**20:,.1f} MiB + KV cache "
+          f"{kv / 2**20:,.1f} MiB per step) | {limit:,.0f} | | static backend at {static / limit:.4f} of it |")
     if args.peak_tflops:
         flops = train_flops_per_token(make_module(args), args.seq)
         print(f"| MFU (peak {args.peak_tflops:.0f} TFLOP/s) | {flops * tokens / light / args.peak_tflops / 1e12:.3f} "

@@ -2,6 +2,11 @@
 
 Prompts are left-padded in one batch; each prompt yields `num_samples` completions, cut at EOS and at the
 first stop string (a prompt-only generator would otherwise write the next few-shot exemplar).
+
+Two backends: `generate` (`model.generate`, the default) and `static` (`e2h.decoding.static_generate`, a
+StaticCache loop whose decode step is compiled with CUDA graphs on a GPU). The static backend does not stop a
+row at a stop string (only at EOS or `max_new_tokens`); the text is cut at the stop string afterwards, so the
+completions are the same, at the cost of the tokens generated past it.
 """
 
 from __future__ import annotations
@@ -12,18 +17,30 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from e2h.decoding import static_generate
+
+BACKENDS = ("generate", "static")
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How to decode. temperature 0 means greedy."""
+    """How to decode. temperature 0 means greedy.
+
+    backend: "generate" (`model.generate`) or "static" (`e2h.decoding.static_generate`: same greedy tokens,
+    same sampling distribution; its decode step is compiled when the model is on a CUDA device, so the first
+    call pays compilation).
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
     stop: tuple[str, ...] = ()
+    backend: str = "generate"
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -75,9 +92,14 @@ def generate_completions(
         kwargs.update(do_sample=False)
     else:
         kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
-    if sampling.stop:
-        kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
-    out = model.generate(**enc, **kwargs)
+    if sampling.backend == "static":  # stop strings cut the text only, in _to_completion
+        kwargs.pop("use_cache")  # always on there
+        out = static_generate(model, enc["input_ids"], enc["attention_mask"], compile=model.device.type == "cuda",
+                              **kwargs)
+    else:
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+        out = model.generate(**enc, **kwargs)
     new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
     completions = [_to_completion(ids, tokenizer, sampling.stop) for ids in new_tokens]
     return [completions[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
