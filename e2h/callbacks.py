@@ -1,4 +1,5 @@
-"""Callbacks: the samples and scores writers (resumable JSONL), training throughput, Hugging Face export at fit end."""
+"""Callbacks: the samples and scores writers (resumable JSONL), training throughput, Hugging Face export at fit
+end, evaluation metrics as JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from e2h.io import atomic_write_jsonl, read_jsonl
+from e2h.io import atomic_write_jsonl, atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -208,3 +209,25 @@ class ExportHF(Callback):
         pl_module.save_hf(self.folder)
         if trainer.is_global_zero:
             log.info("exported the model as a Hugging Face folder: %s", self.folder)
+
+
+class MetricsFile(Callback):
+    """Writes the metrics of a `validate` or `test` run (what its printed table shows) to a JSON file, for
+    scripts and reports: ``{"stage": "test", "global_step": 0, "metrics": {"test/acc_level_4": 0.05, ...}}``."""
+
+    def __init__(self, path: str = "runs/metrics.json") -> None:
+        self.path = path
+
+    def _write(self, trainer: Trainer, stage: str) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {"stage": stage, "global_step": trainer.global_step, "metrics": dict(sorted(metrics.items()))}
+        atomic_write_text(json.dumps(row, indent=1) + "\n", self.path)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "validate":  # during fit the checkpoints and TensorBoard hold them
+            self._write(trainer, "validate")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, "test")

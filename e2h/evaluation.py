@@ -37,9 +37,11 @@ class GreedyAccuracy(torch.nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         problems: list[dict[str, Any]],
         sampling: SamplingConfig,
+        generate_kwargs: dict | None = None,
     ) -> None:
         """Decode each problem's prompt (greedy per `sampling`) and grade the answer against its gold."""
-        completions = generate_completions(model, tokenizer, [p["prompt"] for p in problems], sampling)
+        prompts = [p["prompt"] for p in problems]
+        completions = generate_completions(model, tokenizer, prompts, sampling, generate_kwargs=generate_kwargs)
         for p, (c,) in zip(problems, completions):
             correct = float(is_equivalent(extract_answer(c.text), p["answer"]))
             for key in ("all", difficulty_group(p["level"]), f"level_{p['level']}"):

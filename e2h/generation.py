@@ -73,8 +73,13 @@ def generate_completions(
     prompts: Sequence[str],
     sampling: SamplingConfig,
     num_samples: int = 1,
+    generate_kwargs: dict | None = None,
 ) -> list[list[Completion]]:
-    """`num_samples` completions for each prompt (outer list follows `prompts`)."""
+    """`num_samples` completions for each prompt (outer list follows `prompts`).
+
+    `generate_kwargs` go to `model.generate` (e.g. `synced_gpus` under FSDP, `e2h.strategies.generation_kwargs`);
+    given any, the `generate` backend is used (the static loop has no way to keep sharded ranks in step).
+    """
     if not prompts:
         return []
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
@@ -92,14 +97,14 @@ def generate_completions(
         kwargs.update(do_sample=False)
     else:
         kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
-    if sampling.backend == "static":  # stop strings cut the text only, in _to_completion
+    if sampling.backend == "static" and not generate_kwargs:  # stop strings cut the text only, in _to_completion
         kwargs.pop("use_cache")  # always on there
         out = static_generate(model, enc["input_ids"], enc["attention_mask"], compile=model.device.type == "cuda",
                               **kwargs)
     else:
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
-        out = model.generate(**enc, **kwargs)
+        out = model.generate(**enc, **kwargs, **(generate_kwargs or {}))
     new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
     completions = [_to_completion(ids, tokenizer, sampling.stop) for ids in new_tokens]
     return [completions[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]

@@ -397,3 +397,21 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models):
     assert scores[0] < 0.2
     assert sum(scores[-3:]) / 3 >= 0.3, scores
     assert max(row["rollout/kl"] for row in metrics.rows) < 12.0
+
+
+def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
+    """The paper's baseline: the graded final answer is the whole task reward; the value model starts from
+    the policy, and a process reward without a reward model is refused up front."""
+    with pytest.raises(ValueError, match="process_reward and orm_weight read a reward model"):
+        PPOModule(policy=models["policy"], reward_model=None)
+    module = PPOModule(policy=models["policy"], reward_model=None, process_reward=None, rollout_batch_size=8,
+                       minibatch_size=4, max_new_tokens=10, log_rollouts=0,
+                       optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
+    _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    assert module.reward_model is None and len(recorder.losses) == 2
+    assert all(math.isfinite(v) for v in recorder.losses.values())
+
+
+def test_an_unknown_generation_backend_is_refused(models):
+    with pytest.raises(ValueError, match="generation_backend"):
+        make_module(models, generation_backend="vllm")

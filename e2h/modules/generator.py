@@ -21,6 +21,7 @@ from e2h.evaluation import GreedyAccuracy
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
 from e2h.tokenizer import load_tokenizer
 
@@ -51,6 +52,7 @@ class GeneratorModule(LightningModule):
         top_k: int = 0,
         sample_seed: int = 0,
         log_samples: int = 4,
+        generation_backend: str = "generate",
     ) -> None:
         """
         Args:
@@ -63,6 +65,8 @@ class GeneratorModule(LightningModule):
             max_new_tokens, stop: decoding limits for evaluation and sampling.
             num_samples, temperature, top_p, top_k, sample_seed: sampling for ``predict`` (N per problem).
             log_samples: decoded validation solutions shown in TensorBoard as text.
+            generation_backend: ``generate`` (`model.generate`) or ``static`` (`e2h.decoding`: a StaticCache loop,
+                compiled with CUDA graphs on a GPU; same greedy tokens) for evaluation and sampling.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -72,9 +76,12 @@ class GeneratorModule(LightningModule):
         self.optimizer_factory: Callable = optimizer
         self.scheduler_factory: Callable | None = lr_scheduler
         self.model = None
-        self.eval_sampling = SamplingConfig(max_new_tokens=max_new_tokens, stop=tuple(DEFAULT_STOP if stop is None else stop))
+        self.eval_sampling = SamplingConfig(
+            max_new_tokens=max_new_tokens, stop=tuple(DEFAULT_STOP if stop is None else stop), backend=generation_backend
+        )
         self.predict_sampling = SamplingConfig(
             max_new_tokens=max_new_tokens,
+            backend=generation_backend,
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,
@@ -140,7 +147,8 @@ class GeneratorModule(LightningModule):
         self._grade_greedy(batch)
 
     def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
-        self.greedy.grade(self.model, self.tokenizer, problems, self.eval_sampling)
+        with gathered_parameters(self.model):
+            self.greedy.grade(self.model, self.tokenizer, problems, self.eval_sampling, generation_kwargs(self))
 
     def on_validation_epoch_end(self) -> None:
         self.greedy.log_to(self, "val")
@@ -155,7 +163,10 @@ class GeneratorModule(LightningModule):
         # and data give the same samples in every process.
         torch.manual_seed(zlib.crc32(f"{self.hparams.sample_seed}/{batch[0]['unique_id']}".encode()))
         prompts = [p["prompt"] for p in batch]
-        completions = generate_completions(self.model, self.tokenizer, prompts, self.predict_sampling, self.num_samples)
+        with gathered_parameters(self.model):
+            completions = generate_completions(
+                self.model, self.tokenizer, prompts, self.predict_sampling, self.num_samples, generation_kwargs(self)
+            )
         rows = []
         for p, samples in zip(batch, completions):
             for i, c in enumerate(samples):

@@ -72,7 +72,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h import rl
 from e2h.datamodules.ppo import RolloutPlan
-from e2h.generation import SamplingConfig
+from e2h.decoding import static_generate
+from e2h.generation import BACKENDS, SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import build_causal_lm
@@ -233,6 +234,7 @@ class PPOModule(LightningModule):
         temperature: float = 0.7,
         top_k: int = 50,
         top_p: float = 1.0,
+        generation_backend: str = "generate",
         seed: int = 0,
         # rewards
         outcome: bool = True,
@@ -267,9 +269,10 @@ class PPOModule(LightningModule):
             policy_config: a from-scratch policy config instead (tests), e.g. ``{model_type: llama, ...}``.
             tokenizer: ``char`` or a tokenizer path; default: the policy's own.
             reference: the frozen reference policy; default: the policy's starting weights.
-            value_model: where the value model starts; default: `reward_model` (official). A causal-LM path
-                (e.g. the policy) gets a fresh zero-initialised scalar head.
-            reward_model: the frozen reward model, a token-classification folder (PRM / ORM / OPRM export).
+            value_model: where the value model starts; default: `reward_model` (official), else the policy. A
+                causal-LM path (e.g. the policy) gets a fresh zero-initialised scalar head.
+            reward_model: the frozen reward model, a token-classification folder (PRM / ORM / OPRM export);
+                None for a final-answer-only reward (``process_reward: null``, ``orm_weight: 0``).
             dtype, attn_implementation, gradient_checkpointing: as for the generator (policy and value).
             optimizer: one optimizer, called with two parameter groups (``policy``, ``value``).
             lr_scheduler: e.g. ``e2h.schedules.WarmupCosineLR`` (steps are optimizer steps).
@@ -278,6 +281,9 @@ class PPOModule(LightningModule):
             generation_batch_size: prompts per `generate` call (memory); default: the whole rollout.
             forward_batch_size: rows per no-grad forward when scoring the rollout; default: the micro-batch.
             max_new_tokens, temperature, top_k, top_p: rollout sampling (top_k 0: off). seed: rollout seeds.
+            generation_backend: ``generate`` or ``static`` (`e2h.decoding`: a StaticCache loop compiled with CUDA
+                graphs on a GPU, compiled once: the optimizer updates the weights in place) for rollouts and
+                greedy validation.
             outcome: add the graded final-answer outcome (1/0; `hidden_outcome` where the answer is hidden).
             process_reward: ``min``, ``product``, ``last`` (PRM step-score shaping) or None.
             process_upper_bound, process_bonus, process_scale: the shaping's bound, per-solution bonus, scale.
@@ -296,12 +302,19 @@ class PPOModule(LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if (policy is None) == (policy_config is None):
             raise ValueError("give exactly one of `policy` (a path or hub id) and `policy_config` (from scratch)")
-        if reward_model is None:
-            raise ValueError("PPO needs `reward_model` (a token-classification folder: a PRM/ORM export)")
+        if reward_model is None and (process_reward not in (None, "none") or orm_weight):
+            raise ValueError(
+                "process_reward and orm_weight read a reward model: give `reward_model` (a PRM / ORM export), or "
+                "set process_reward: null and orm_weight: 0 for a final-answer-only reward"
+            )
+        if reward_model is None and value_model is None and policy is None:
+            raise ValueError("without a reward model the value model starts from `value_model` or `policy`; give one")
         if tokenizer is None and policy is None:
             raise ValueError("a from-scratch policy needs `tokenizer` (e.g. 'char' or a tokenizer path)")
         if process_reward not in (None, "none", *PROCESS_SCHEMES):
             raise ValueError(f"unknown process_reward {process_reward!r}; choose one of {PROCESS_SCHEMES} or None")
+        if generation_backend not in BACKENDS:
+            raise ValueError(f"generation_backend must be one of {BACKENDS}, got {generation_backend!r}")
         if kl_estimator not in rl.KL_KINDS:
             raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {rl.KL_KINDS}")
         for name, value in (("rollout_batch_size", rollout_batch_size), ("minibatch_size", minibatch_size),
@@ -322,7 +335,9 @@ class PPOModule(LightningModule):
         self.kl_controller = (
             rl.AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None else rl.FixedKLController(kl_coef)
         )
-        self.eval_sampling = SamplingConfig(max_new_tokens=eval_max_new_tokens or max_new_tokens, stop=DEFAULT_STOP)
+        self.eval_sampling = SamplingConfig(
+            max_new_tokens=eval_max_new_tokens or max_new_tokens, stop=DEFAULT_STOP, backend=generation_backend
+        )
         self.greedy = GreedyAccuracy(log_rollouts)
         self._rollout: Rollout | None = None
         self._timing: dict[str, float] = {}
@@ -342,12 +357,15 @@ class PPOModule(LightningModule):
             self.reference = build_causal_lm(h.reference or h.policy, None, self.tokenizer, h.dtype, h.attn_implementation)
         else:  # from scratch: the reference is the policy's starting point
             self.reference = copy.deepcopy(self.policy)
-        self.value = build_reward_backbone(h.value_model or h.reward_model, None, self.tokenizer, h.dtype,
+        self.value = build_reward_backbone(h.value_model or h.reward_model or h.policy, None, self.tokenizer, h.dtype,
                                            h.attn_implementation, h.gradient_checkpointing)
-        self.reward_model = build_reward_backbone(h.reward_model, None, self.tokenizer, h.dtype, h.attn_implementation)
-        check_same_vocabulary(self.tokenizer, h.reward_model)
+        if h.reward_model is not None:  # none for a final-answer-only reward
+            self.reward_model = build_reward_backbone(h.reward_model, None, self.tokenizer, h.dtype, h.attn_implementation)
+            check_same_vocabulary(self.tokenizer, h.reward_model)
         for name in FROZEN:
             model = getattr(self, name)
+            if model is None:
+                continue
             model.requires_grad_(False)
             model.eval()
 
@@ -442,6 +460,9 @@ class PPOModule(LightningModule):
             parts["old_logp"].append(self._token_logp(self._response_logits(self.policy, ids[s], attention[s], width), tokens))
             parts["ref_logp"].append(self._token_logp(self._response_logits(self.reference, ids[s], attention[s], width), tokens))
             parts["values"].append(self._values(ids[s], attention[s], width))
+            if self.reward_model is None:  # final-answer-only reward: no scores are read
+                parts["rm_probs"].append(torch.zeros(ids[s].shape[0], width, device=ids.device))
+                continue
             rm = self.reward_model(input_ids=ids[s], attention_mask=attention[s], position_ids=position_ids_for(attention[s]))
             parts["rm_probs"].append(torch.sigmoid(rm.logits.squeeze(-1)[:, -width:].float()))
         return {k: torch.cat(v) for k, v in parts.items()}
@@ -465,11 +486,15 @@ class PPOModule(LightningModule):
             for start in range(0, len(prompts), step):
                 enc = tok(list(prompts[start : start + step]), return_tensors="pt", padding=True, padding_side="left")
                 enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
-                out = self.policy.generate(
-                    **enc, do_sample=True, temperature=h.temperature, top_k=h.top_k, top_p=h.top_p,
-                    max_new_tokens=h.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                    use_cache=True, **generation_kwargs(self),
-                )
+                sampling = dict(do_sample=True, temperature=h.temperature, top_k=h.top_k, top_p=h.top_p,
+                                max_new_tokens=h.max_new_tokens, pad_token_id=tok.pad_token_id,
+                                eos_token_id=tok.eos_token_id)
+                synced = generation_kwargs(self)
+                if h.generation_backend == "static" and not synced:
+                    out = static_generate(self.policy, enc["input_ids"], enc["attention_mask"],
+                                          compile=self.device.type == "cuda", **sampling)
+                else:
+                    out = self.policy.generate(**enc, **sampling, use_cache=True, **synced)
                 responses = out[:, enc["input_ids"].shape[1] :]
                 valid, _ = response_mask(responses, tok.eos_token_id)
                 for b in range(len(responses)):
@@ -689,13 +714,14 @@ class PPOModule(LightningModule):
             "reward/penalty": mean([p.penalty for p in parts]),
             "reward/kl_term": -kl_coef * mean_seq_kl,
             "reward/total": mean([p.outcome + p.process + p.orm + p.penalty for p in parts]) - kl_coef * mean_seq_kl,
-            "reward/rm_score": mean([p.rm_score for p in parts]),
             "rollout/kl": mean_seq_kl,
             "rollout/kl_coef": kl_coef,
             "rollout/response_length": self._global_mean(lengths),
             "rollout/stopped_fraction": mean([float(s) for s in stopped.tolist()]),
             "value/explained_variance": float(rl.explained_variance(scored["values"], returns, mask)),
         }
+        if self.reward_model is not None:
+            metrics["reward/rm_score"] = mean([p.rm_score for p in parts])
         for group in ("easy", "hard"):
             graded = [p.correct for p, r in zip(parts, records) if p.correct is not None and difficulty_group(r.get("level")) == group]
             if graded:
@@ -724,7 +750,7 @@ class PPOModule(LightningModule):
 
     def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
         with gathered_parameters(self.policy):
-            self.greedy.grade(self.policy, self.tokenizer, problems, self.eval_sampling)
+            self.greedy.grade(self.policy, self.tokenizer, problems, self.eval_sampling, generation_kwargs(self))
 
     def on_validation_epoch_end(self) -> None:
         self.greedy.log_to(self, "val")

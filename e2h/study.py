@@ -1,0 +1,297 @@
+"""The easy-to-hard study end to end: every stage as an `e2h` command, run in dependency order, skipped when
+done, then one report.
+
+    python bin/study.py --profile tiny                       # the synthetic benchmark on CPU
+    python bin/study.py --profile math --model MODEL         # MATH train / MATH500, GPUs
+    python bin/study.py --profile tiny --dry-run             # print the plan (stages and commands)
+
+Each stage is one command line with the shipped configs (the same a user types, printed in the plan). The
+configs write to paths such as ``runs/tiny/sft``; each arm of the study (Easy-to-Hard SFT and what builds
+on it, Full SFT, each ICL variant, each scorer, the final-answer-only PPO baseline) runs in its own folder
+under the study's output folder, so the same configs serve every arm without editing paths.
+
+A stage that finished leaves ``.done/<stage>`` (with its wall time); a stopped study started again skips
+those, and a training stage that was cut off resumes from its ``last.ckpt``. Independent stages run side
+by side with ``--jobs N`` (each gets cores / N threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2h.io import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One command of the study. `workspace` is the folder it runs in (relative to the study's folder);
+    `checkpoints` (relative to the workspace) marks a training stage that can resume."""
+
+    name: str
+    workspace: str
+    args: tuple[str, ...]
+    after: tuple[str, ...] = ()
+    checkpoints: str | None = None
+    about: str = ""
+
+
+@dataclass
+class Plan:
+    profile: str
+    out: Path
+    stages: list[Stage] = field(default_factory=list)
+    smoke: bool = False  # every stage cut to a few steps / batches: the pipeline checked, numbers meaningless
+
+    def add(self, name: str, workspace: str, args: list[str], after: list[str] | tuple[str, ...] = (), **kw) -> None:
+        known = {s.name for s in self.stages}
+        missing = [a for a in after if a not in known]
+        assert not missing, f"stage {name} runs after unknown stages {missing}"
+        self.stages.append(Stage(name, workspace, tuple(args), tuple(after), **kw))
+
+    def path(self, workspace: str, relative: str) -> str:
+        """An absolute path to `relative` inside a workspace (how stages read each other's outputs)."""
+        return str((self.out / workspace / relative).resolve())
+
+
+def _config(name: str) -> str:
+    return str(REPO / "configs" / name)
+
+
+def _metrics(path: str = "metrics.json") -> list[str]:
+    return ["--trainer.callbacks+", "e2h.callbacks.MetricsFile", "--trainer.callbacks.path", path]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Profiles: which configs, in which order
+
+
+# What differs between the profiles: config names and the output paths those configs write.
+PROFILES = {
+    "tiny": {
+        "icl": "validate", "sft_easy": ["sft"], "sft_full": ["sft"], "full_levels": True, "eval": "eval",
+        "sft_easy_dir": "sft", "sft_full_dir": "sft", "ppo": "ppo", "ppo_dir": "ppo", "scored": "scored.jsonl",
+        "rm_from_sft": True,
+    },
+    "math": {
+        "icl": "test", "sft_easy": ["sft_easy"], "sft_full": ["sft_easy", "sft_full"], "full_levels": False,
+        "eval": "icl", "sft_easy_dir": "sft_easy", "sft_full_dir": "sft_full", "ppo": "ppo_prm",
+        "ppo_dir": "ppo_prm", "scored": "scored_prm.jsonl", "rm_from_sft": True,
+    },
+}
+
+
+def tiny_plan(out: Path) -> Plan:
+    """The synthetic benchmark on a CPU (configs/tiny)."""
+    return _plan("tiny", out, model_args=[])
+
+
+def math_plan(out: Path, model: str, prm800k: str) -> Plan:
+    """MATH train / MATH500 with the user's model and PRM800K file (configs/math), sized for GPUs.
+
+    The configs read `../shared/data/...` relative to where they run: the study links `shared` beside its
+    workspaces to the checkout's `../shared`."""
+    shared = out / "shared"
+    if not shared.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shared.symlink_to((REPO.parent / "shared").resolve(), target_is_directory=True)
+    return _plan("math", out, model_args=["--model.init_args.model", model], prm800k=prm800k)
+
+
+def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = None) -> Plan:
+    p = Plan(profile, out)
+    k = PROFILES[profile]
+    c = lambda name: _config(f"{profile}/{name}.yaml")  # noqa: E731
+    configs = lambda names: [a for n in names for a in ("--config", c(n))]  # noqa: E731
+    runs = f"runs/{profile}"
+    easy_hf = p.path("main", f"{runs}/{k['sft_easy_dir']}/hf")
+    full_hf = p.path("full", f"{runs}/{k['sft_full_dir']}/hf")
+    all_levels = "[1,2,3,4,5]"
+    greedy_only = ["--data.init_args.few_shot", "null"] if k["eval"] == "icl" else []
+
+    # Generators: in-context learning with exemplars from all / hard / easy levels, then SFT full vs easy.
+    for arm, levels in (("full", all_levels), ("hard", "[4,5]"), ("easy", "[1,2,3]")):
+        p.add(f"icl_{arm}", f"icl_{arm}", [k["icl"], "--config", c("icl"), *model_args,
+              "--data.init_args.few_shot.levels", levels, *_metrics()],
+              about=f"in-context learning, exemplars from levels {levels}")
+    p.add("sft_easy", "main", ["fit", *configs(k["sft_easy"]), *model_args],
+          checkpoints=f"{runs}/{k['sft_easy_dir']}/checkpoints", about="Easy-to-Hard SFT (levels 1-3)")
+    p.add("sft_full", "full", ["fit", *configs(k["sft_full"]), *model_args,
+          *(["--data.init_args.train.levels", all_levels] if k["full_levels"] else [])],
+          checkpoints=f"{runs}/{k['sft_full_dir']}/checkpoints", about="Full SFT (levels 1-5)")
+    for arm, hf in (("easy", easy_hf), ("full", full_hf)):
+        p.add(f"eval_sft_{arm}", f"eval_sft_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",
+              hf, *greedy_only, *_metrics()], after=[f"sft_{arm}"], about=f"greedy accuracy of {arm} SFT by level")
+
+    # Evaluators trained on easy levels only (starting from the Easy-to-Hard generator, as the paper), then
+    # scoring the generator's N samples of each test problem.
+    p.add("sample", "main", ["predict", "--config", c("sample"), "--model.init_args.model", easy_hf],
+          after=["sft_easy"], about="N samples per test problem from Easy-to-Hard SFT")
+    rm_inputs = ["sft_easy"]
+    if profile == "math":
+        p.add("sample_train", "main", ["predict", *configs(["sample", "sample_train"]), "--model.init_args.model",
+              easy_hf], after=["sft_easy"], about="samples of easy training problems (outcome labels)")
+        p.add("prm800k", "main", ["data", "prm800k", "--input", prm800k, "--out", f"{runs}/prm800k_easy.jsonl",
+              "--math", "../shared/data/math/train.jsonl", "--levels", "1", "2", "3",
+              "--exclude", "../shared/data/math/test.jsonl"], about="PRM800K steps of easy MATH problems")
+        p.add("prm800k_test", "main", ["data", "prm800k", "--input",
+              "../shared/data/prm800k/phase1_test.stepwise_critique.jsonl", "--out", f"{runs}/prm800k_test.jsonl"],
+              about="PRM800K test steps (validation)")
+        rm_inputs += ["sample_train", "prm800k", "prm800k_test", "sample"]
+    rm_from_sft = ["--model.init_args.model", easy_hf]
+    if profile == "tiny":  # the tiny configs build from scratch unless given a model
+        rm_from_sft += ["--model.init_args.model_config", "null", "--model.init_args.tokenizer", "null"]
+    for rm in ("orm", "prm", "oprm"):
+        p.add(rm, "main", ["fit", "--config", c(rm), *rm_from_sft], after=rm_inputs,
+              checkpoints=f"{runs}/{rm}/checkpoints", about=f"{rm.upper()} trained on levels 1-3")
+    samples = p.path("main", f"{runs}/samples.jsonl")
+    supervision = {"orm": "outcome", "prm": "process", "oprm": "both"}
+    for rm in ("orm", "prm", "oprm"):
+        p.add(f"score_{rm}", f"score_{rm}", ["predict", "--config", c("score"),
+              "--model.init_args.model", p.path("main", f"{runs}/{rm}/hf"),
+              "--model.init_args.supervision", supervision[rm], "--data.init_args.predict.path", samples],
+              after=["sample", rm], about=f"{rm.upper()} scores of the samples")
+    scored = f"{runs}/{k['scored']}"
+    scores = [f"{rm}={p.path(f'score_{rm}', scored)}" for rm in ("orm", "prm", "oprm")]
+    p.add("rerank", "report", ["data", "report", "--samples", samples, "--scores", *scores, "--out", "rerank"],
+          after=["score_orm", "score_prm", "score_oprm"], about="majority / weighted / best-of-N against N")
+
+    # PPO with the easy-supervised PRM, and the final-answer-only baseline; then greedy accuracy by level.
+    prm_hf = p.path("main", f"{runs}/prm/hf")
+    p.add("ppo_prm", "main", ["fit", "--config", c(k["ppo"]), "--model.init_args.policy", easy_hf,
+          "--model.init_args.reward_model", prm_hf], after=["sft_easy", "prm"],
+          checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints", about="PPO, reward: easy outcome + PRM process (min)")
+    p.add("ppo_outcome", "ppo_outcome", ["fit", "--config", c(k["ppo"]), "--model.init_args.policy", easy_hf,
+          "--model.init_args.reward_model", "null", "--model.init_args.process_reward", "null"],
+          after=["sft_easy"], checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints", about="PPO, reward: final answer only")
+    for arm, ws in (("prm", "main"), ("outcome", "ppo_outcome")):
+        p.add(f"eval_ppo_{arm}", f"eval_ppo_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",
+              p.path(ws, f"{runs}/{k['ppo_dir']}/hf"), *greedy_only, *_metrics()], after=[f"ppo_{arm}"],
+              about=f"greedy accuracy of PPO ({arm}) by level")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running
+
+
+# --smoke: a few optimizer steps (4 = one tiny PPO rollout) and one batch of each evaluation; scoring is
+# left whole, so the re-ranking report finds a score for every sample.
+SMOKE = {
+    "fit": ["--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "1"],
+    "validate": ["--trainer.limit_val_batches", "1"],
+    "test": ["--trainer.limit_test_batches", "1"],
+    "sample": ["--trainer.limit_predict_batches", "1"],
+}
+
+
+def command(stage: Stage, plan: Plan) -> list[str]:
+    """The stage's command line; a cut-off training stage resumes from its last checkpoint."""
+    args = list(stage.args)
+    if plan.smoke:
+        args += SMOKE.get(stage.name if stage.name.startswith("sample") else args[0], [])
+    if stage.checkpoints:
+        last = plan.out / stage.workspace / stage.checkpoints / "last.ckpt"
+        if last.exists():
+            args += ["--ckpt_path", str(last)]
+    return [sys.executable, "-m", "e2h.cli", *args]
+
+
+def done_marker(plan: Plan, stage: Stage) -> Path:
+    return plan.out / ".done" / stage.name
+
+
+def run_stage(stage: Stage, plan: Plan, threads: int) -> float:
+    workspace = plan.out / stage.workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    cmd = command(stage, plan)
+    log = plan.out / "logs" / f"{stage.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    start = time.perf_counter()
+    with log.open("w") as f:
+        f.write("$ " + " ".join(cmd) + f"\n# in {workspace}\n\n")
+        f.flush()
+        done = subprocess.run(cmd, cwd=workspace, env=env, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {stage.name} failed (exit {done.returncode}); its output: {log}")
+    atomic_write_text(json.dumps({"seconds": round(seconds, 1), "command": cmd}) + "\n", done_marker(plan, stage))
+    return seconds
+
+
+def run(plan: Plan, jobs: int = 1, only: set[str] | None = None) -> None:
+    """Run every stage not yet done, `jobs` at a time, each after the stages it needs."""
+    threads = max((os.cpu_count() or 1) // jobs, 1)
+    todo = {s.name: s for s in plan.stages if not done_marker(plan, s).exists() and (only is None or s.name in only)}
+    finished = {s.name for s in plan.stages if done_marker(plan, s).exists()}
+    for s in plan.stages:
+        if s.name in finished:
+            print(f"[study] {s.name}: done before, skipped", flush=True)
+    running: dict[Future, Stage] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while todo or running:
+            ready = [s for s in todo.values() if all(a in finished for a in s.after)]
+            for s in ready[: jobs - len(running)]:
+                print(f"[study] {s.name}: {s.about} ...", flush=True)
+                running[pool.submit(run_stage, s, plan, threads)] = todo.pop(s.name)
+            if not running:
+                blocked = ", ".join(f"{s.name} (needs {[a for a in s.after if a not in finished]})" for s in todo.values())
+                raise RuntimeError(f"stages cannot run, their inputs were not selected or failed: {blocked}")
+            complete, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in complete:
+                stage = running.pop(future)
+                seconds = future.result()  # a failed stage stops the study, with its log named
+                finished.add(stage.name)
+                print(f"[study] {stage.name}: done in {seconds:.0f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bin/study.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=["tiny", "math"], default="tiny")
+    parser.add_argument("--model", help="math profile: the base model (Hugging Face path or hub id)")
+    parser.add_argument("--prm800k", help="math profile: PRM800K phase-2 train file (raw schema, JSONL)")
+    parser.add_argument("--out", help="the study's folder (default: runs/study-PROFILE)")
+    parser.add_argument("--jobs", type=int, default=1, help="stages run side by side (CPU profile: 2 on 2 cores)")
+    parser.add_argument("--stages", nargs="+", help="run only these stages (their inputs must be done)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="cut every stage to a few steps and batches: checks the pipeline end to end (minutes)")
+    parser.add_argument("--dry-run", action="store_true", help="print the stages and their commands, run nothing")
+    args = parser.parse_args(argv)
+    out = Path(args.out or f"runs/study-{args.profile}").resolve()
+    if args.profile == "math":
+        if not args.model or not args.prm800k:
+            parser.error("--profile math needs --model (a Hugging Face path or hub id) and --prm800k FILE")
+        plan = math_plan(out, args.model, str(Path(args.prm800k).resolve()))
+    else:
+        plan = tiny_plan(out)
+    plan.smoke = args.smoke
+    unknown = set(args.stages or ()) - {s.name for s in plan.stages}
+    if unknown:
+        parser.error(f"unknown stages {sorted(unknown)}; the stages are: {[s.name for s in plan.stages]}")
+    if args.dry_run:
+        for s in plan.stages:
+            print(f"# {s.name}: {s.about} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
+            print(" ".join(command(s, plan)))
+        return 0
+    start = time.perf_counter()
+    run(plan, args.jobs, set(args.stages) if args.stages else None)
+    from e2h.study_report import write_report
+
+    report = write_report(plan)
+    print(f"[study] finished in {time.perf_counter() - start:.0f} s; report: {report}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
