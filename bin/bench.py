@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generator speed against references measured in the same run.
+"""e2h's speed against references measured in the same run, as one table.
 
 1. Training: tokens/s and peak memory of GeneratorModule's step under the Lightning Trainer against a raw
    PyTorch loop (same model, same batches, same AdamW) — the goal is a ratio raw/Lightning <= 1.10.
@@ -7,14 +7,18 @@
    on the same prompts, and of the static-cache backend (`e2h.decoding.static_generate`, its decode step
    compiled with CUDA graphs when --compile, the default on CUDA), next to the memory-bandwidth limit of
    decoding at --hbm-gbps.
+3. PPO: one rollout's wall time split into generation, scoring and optimisation (--ppo-backend).
+4. Peak memory; MFU of training with --peak-tflops.
 
-    python bin/bench_generator.py                       # tiny sizes, CPU
-    python bin/bench_generator.py --device cuda --hidden 2048 --layers 16 --seq 2048 --batch 8 --dtype bf16
+    python bin/bench.py                       # tiny sizes, CPU
+    python bin/bench.py --device cuda --hidden 2048 --layers 16 --seq 2048 --batch 8 --dtype bf16 \
+        --peak-tflops 989 --gen-batch 64 --new-tokens 256 --ppo-backend static   # ~1B Llama shape, H200
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import time
 
@@ -177,6 +181,42 @@ def sampling(args) -> tuple[float, float, float, tuple[float, float, float]]:
     return plain, ours, static, decode_limit(model, len(prompts), context, args.hbm_gbps)
 
 
+def ppo_split(args) -> dict[str, float]:
+    """Seconds of one PPO rollout in generation, scoring and optimisation (PPOModule under the Trainer, the
+    model above as policy and reference, a reward model of the same shape, synthetic prompts), measured on
+    the second rollout (the first pays warm-up and compilation)."""
+    import tempfile
+
+    from transformers import AutoModelForTokenClassification
+
+    from e2h.datamodules import ProblemSource
+    from e2h.datamodules.ppo import PPOPromptsDataModule
+    from e2h.modules import PPOModule
+
+    module = make_module(args)
+    rm_config = copy.deepcopy(module.model.config)
+    rm_config.num_labels = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        policy, rm = f"{tmp}/policy", f"{tmp}/rm"
+        for folder, model in ((policy, module.model),
+                              (rm, AutoModelForTokenClassification.from_config(rm_config))):
+            model.save_pretrained(folder)
+            module.tokenizer.save_pretrained(folder)
+        ppo = PPOModule(policy=policy, reward_model=rm, dtype=args.dtype, rollout_batch_size=args.gen_batch,
+                        minibatch_size=max(args.gen_batch // 4, 1), max_new_tokens=args.new_tokens, log_rollouts=0,
+                        generation_backend=args.ppo_backend)
+        levels = [1, 2, 3, 4, 5]
+        data = PPOPromptsDataModule(train=ProblemSource(levels=levels, synthetic_per_level={"train": 200, "test": 4}),
+                                    val=ProblemSource(split="test", levels=levels, synthetic_per_level={"train": 200, "test": 4}))
+        steps = 2 * ppo.steps_per_rollout
+        trainer = Trainer(accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1, max_steps=steps,
+                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, limit_val_batches=0)
+        trainer.fit(ppo, datamodule=data)
+    metrics = trainer.callback_metrics
+    return {name: float(metrics[f"time/{name}_s"]) for name in ("generation", "scoring", "optimisation")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -193,6 +233,8 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the static backend's decode step (default: on CUDA only)")
+    p.add_argument("--ppo-backend", default="generate", choices=["generate", "static"], help="PPO rollout generation")
+    p.add_argument("--no-ppo", action="store_true", help="skip the PPO step split")
     p.add_argument("--hbm-gbps", type=float, default=4800, help="memory bandwidth for the decoding limit (H200: 4800)")
     args = p.parse_args()
     if args.compile is None:
@@ -217,6 +259,11 @@ def main() -> None:
         flops = train_flops_per_token(make_module(args), args.seq)
         print(f"| MFU (peak {args.peak_tflops:.0f} TFLOP/s) | {flops * tokens / light / args.peak_tflops / 1e12:.3f} "
               f"| {flops * tokens / raw / args.peak_tflops / 1e12:.3f} | |")
+    if not args.no_ppo:
+        split = ppo_split(args)
+        total = sum(split.values())
+        parts = ", ".join(f"{name} {seconds:.2f} s ({seconds / total:.0%})" for name, seconds in split.items())
+        print(f"| PPO rollout of {args.gen_batch} x {args.new_tokens} new tokens ({args.ppo_backend}) | {total:.2f} s: {parts} | | |")
     print(f"| peak memory (MiB, {'CUDA allocated' if args.device.startswith('cuda') else 'process RSS'}) | {memory:,.0f} | | |")
 
 
