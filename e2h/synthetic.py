@@ -205,13 +205,29 @@ def label_steps(expression: str, steps: Sequence[str]) -> tuple[list[int | None]
     return labels, outcome
 
 
-def corrupt_steps(expression: str, rng: random.Random, position: int | None = None) -> tuple[list[str], int]:
+ERROR_KINDS = ("result", "operation", "restatement")
+
+
+def corrupt_steps(
+    expression: str, rng: random.Random, position: int | None = None, kind: str = "result"
+) -> tuple[list[str], int]:
     """A solution with exactly one wrong step, and that step's index.
 
-    At `position` (random when None) the result digit is replaced by a different digit; the restatement
-    and all later steps continue correctly from the wrong value, so the answer is wrong (the running
-    value is always the left operand, so an error of d in it shifts the answer by d mod 10).
+    At `position` (random when None) one step goes wrong, in one of three ways (`kind`); every later step
+    continues correctly from what the wrong step wrote, so the answer is (almost always) wrong:
+
+    - ``result``: the result digit is replaced by a different digit (an arithmetic slip: the step has to be
+      computed to be caught);
+    - ``operation``: the operation done is miscopied from the remainder (one to three of its operand and
+      operator characters changed), its result computed correctly for what was written (a copying slip:
+      comparing the step with the remainder before it catches it; the tiny generator's errors on unseen
+      longer problems are of this kind);
+    - ``restatement``: the operation and result are right, but the restated remainder has one operand or
+      operator changed (also a copying slip). The last step restates nothing, so there it falls back to
+      ``result``.
     """
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; choose one of {ERROR_KINDS}")
     count = num_operations(expression)
     if position is None:
         position = rng.randrange(count)
@@ -221,11 +237,30 @@ def corrupt_steps(expression: str, rng: random.Random, position: int | None = No
     remainder = expression
     for index in range(count):
         result = _first_result(remainder)
-        if index == position:
-            result = (result + rng.randrange(1, 10)) % 10  # any of the nine other digits
-        step, remainder = _step_text(remainder, result)
+        if index != position:
+            step, remainder = _step_text(remainder, result)
+        elif kind == "result" or (kind == "restatement" and len(remainder) == 3):
+            step, remainder = _step_text(remainder, (result + rng.randrange(1, 10)) % 10)  # any other digit
+        elif kind == "operation":
+            written = _miscopied(remainder[:3], rng)
+            step, remainder = _step_text(written + remainder[3:], _first_result(written))
+        else:  # restatement: one character of what remains after the result changed
+            step, remainder = _step_text(remainder, result)
+            i = rng.randrange(1, len(remainder))
+            remainder = remainder[:i] + _miscopied(remainder[i], rng) + remainder[i + 1 :]
+            step = f"{step.split(' ')[0]} {remainder}"
         steps.append(step)
     return steps, position
+
+
+def _miscopied(text: str, rng: random.Random) -> str:
+    """`text` (digits and operators) with at least one character replaced by another of its class."""
+    chars = list(text)
+    changed = rng.sample(range(len(chars)), rng.randrange(1, len(chars) + 1))
+    for i in changed:
+        pool = OPERATORS if chars[i] in OPERATORS else "0123456789"
+        chars[i] = rng.choice([c for c in pool if c != chars[i]])
+    return "".join(chars)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -338,13 +373,17 @@ def generate_problems(
 
 
 def generate_step_solutions(
-    problems: Sequence[Problem], wrong_fraction: float = 0.5, seed: int = 0
+    problems: Sequence[Problem], wrong_fraction: float = 0.5, seed: int = 0, error_kinds: Sequence[str] = ("result",)
 ) -> list[StepSolution]:
     """One step-labelled solution per problem: correct, or with one wrong step at a random position.
 
-    Exactly round(wrong_fraction * len(problems)) solutions, chosen at random, are corrupted. Labels and
-    outcome come from checking the written steps (`label_steps`), not from knowing where the error was put.
+    Exactly round(wrong_fraction * len(problems)) solutions, chosen at random, are corrupted, each with an
+    error kind drawn uniformly from `error_kinds` (see `corrupt_steps`). Labels and outcome come from
+    checking the written steps (`label_steps`), not from knowing where the error was put.
     """
+    unknown = [k for k in error_kinds if k not in ERROR_KINDS]
+    if not error_kinds or unknown:
+        raise ValueError(f"error_kinds must be a non-empty list of {ERROR_KINDS}, got {list(error_kinds)!r}")
     if isinstance(wrong_fraction, bool) or not isinstance(wrong_fraction, (int, float)) or not 0 <= wrong_fraction <= 1:
         raise ValueError(f"wrong_fraction must be a number in [0, 1], got {wrong_fraction!r}")
     rng = random.Random(seed)
@@ -353,7 +392,11 @@ def generate_step_solutions(
     for i, problem in enumerate(problems):
         expression = problem.problem
         try:
-            steps = corrupt_steps(expression, rng)[0] if i in wrong else solve_steps(expression)
+            if i in wrong:
+                kind = error_kinds[0] if len(error_kinds) == 1 else rng.choice(list(error_kinds))
+                steps = corrupt_steps(expression, rng, kind=kind)[0]
+            else:
+                steps = solve_steps(expression)
         except ValueError as e:
             raise ValueError(f"problem {problem.unique_id or i}: {e}") from None
         # The solution as the generator writes it (SFT format): the answer section ends the last step.

@@ -182,6 +182,43 @@ def test_corrupt_steps_random_position_is_found_by_the_checker() -> None:
     assert seen == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_miscopied_operation_is_computed_right_for_what_was_written(position: int) -> None:
+    # EXAMPLE 6+4+7-5+9; the remainder before step `position` is what the correct steps restate
+    remainder = ([EXAMPLE] + [s.split(" ")[1] for s in EXAMPLE_STEPS[:-1]])[position]
+    for seed in range(20):
+        steps, _ = corrupt_steps(EXAMPLE, random.Random(seed), position, kind="operation")
+        assert steps[:position] == EXAMPLE_STEPS[:position]
+        head, rest = steps[position].split(" ")
+        written, result = head.split("=")
+        assert written != remainder[:3]  # miscopied ...
+        assert int(result) == (int(written[0]) + (1 if written[1] == "+" else -1) * int(written[2])) % 10  # ... computed right
+        assert rest == result + remainder[3:]  # and the rest restated as it was
+        assert check_steps(EXAMPLE, steps)[position] == 0
+        assert label_steps(EXAMPLE, steps)[0][position + 1 :] == [None] * (3 - position)
+
+
+def test_a_miscopied_restatement_changes_one_character_after_the_result() -> None:
+    for seed in range(20):
+        steps, _ = corrupt_steps(EXAMPLE, random.Random(seed), 1, kind="restatement")
+        head, rest = steps[1].split(" ")
+        good_head, good_rest = EXAMPLE_STEPS[1].split(" ")
+        assert head == good_head and rest[0] == good_rest[0] and len(rest) == len(good_rest)
+        assert sum(a != b for a, b in zip(rest, good_rest)) == 1
+        assert check_steps(EXAMPLE, steps)[:2] == [1, 0]
+    # the last step restates nothing: its error is a wrong result
+    steps, _ = corrupt_steps(EXAMPLE, random.Random(0), 3, kind="restatement")
+    assert steps[3][:4] == EXAMPLE_STEPS[3][:4] and steps[3] != EXAMPLE_STEPS[3]
+
+
+def test_error_kinds_are_mixed_and_checked() -> None:
+    problems = generate_problems(40, levels=[2], seed=3)
+    solutions = generate_step_solutions(problems, 1.0, seed=0, error_kinds=["operation", "restatement"])
+    assert all(0 in s.labels for s in solutions)  # every solution has its wrong step found by the checker
+    with pytest.raises(ValueError, match="error_kinds"):
+        generate_step_solutions(problems, 0.5, error_kinds=["typo"])
+
+
 def test_corrupt_steps_rejects_a_bad_position() -> None:
     with pytest.raises(ValueError, match="0..3"):
         corrupt_steps(EXAMPLE, random.Random(0), 4)

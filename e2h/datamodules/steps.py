@@ -79,6 +79,8 @@ class StepSource:
         level, as in `ProblemSource` (use the same sizes as the generator's config, so that the test split
         stays disjoint from the problems trained on).
     wrong_fraction: share of synthetic solutions given one wrong step.
+    error_kinds: what goes wrong in those steps (`e2h.synthetic.corrupt_steps`): ``result`` (an arithmetic
+        slip), ``operation`` (the operation miscopied), ``restatement`` (the remainder miscopied).
     process_labels: for ``samples`` of synthetic problems (ids ``synthetic/...``): label every step exactly
         with `e2h.synthetic.label_steps` (PRM800K convention: None after the first wrong step).
     """
@@ -91,6 +93,7 @@ class StepSource:
     split: str = "train"
     synthetic_per_level: dict[str, int] = field(default_factory=lambda: {"train": 2000, "test": 100})
     wrong_fraction: float = 0.5
+    error_kinds: list[str] = field(default_factory=lambda: ["result"])
     process_labels: bool = False
 
     def __post_init__(self) -> None:
@@ -132,7 +135,7 @@ class StepSource:
         problems = ProblemSource(
             split=self.split, levels=self.levels, seed=self.seed, synthetic_per_level=self.synthetic_per_level
         ).load()
-        solutions = generate_step_solutions(problems, self.wrong_fraction, self.seed)
+        solutions = generate_step_solutions(problems, self.wrong_fraction, self.seed, self.error_kinds)
         where = f"synthetic {self.split} split"
         return [LabelledExample(s, fmt.prompt(s.problem), f"{where}, {s.unique_id}") for s in solutions]
 
