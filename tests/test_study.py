@@ -32,11 +32,15 @@ def test_plan_uses_shipped_configs_in_dependency_order(make, tmp_path):
     # the paper's comparisons, each a stage
     assert {"icl_full", "icl_hard", "icl_easy", "sft_easy", "sft_full", "sample", "orm", "prm", "oprm",
             "rerank", "ppo_prm", "ppo_outcome", "eval_ppo_prm", "eval_ppo_outcome"} <= names
-    # evaluators and PPO start from the Easy-to-Hard generator, never from the full one
+    # sampling and PPO start from the Easy-to-Hard generator, never from the full one; so do the MATH
+    # reward models (the tiny ones train from scratch)
     easy_hf = plan.path("main", f"runs/{plan.profile}/{study.PROFILES[plan.profile]['sft_easy_dir']}/hf")
-    for name in ("orm", "prm", "oprm", "ppo_prm", "ppo_outcome", "sample"):
+    full_hf = plan.path("full", f"runs/{plan.profile}/{study.PROFILES[plan.profile]['sft_full_dir']}/hf")
+    rms = ("orm", "prm", "oprm") if plan.profile == "math" else ()
+    for name in ("ppo_prm", "ppo_outcome", "sample", *rms):
         (stage,) = [s for s in plan.stages if s.name == name]
         assert easy_hf in stage.args and "sft_easy" in stage.after
+    assert not any(full_hf in s.args for s in plan.stages if s.name != "eval_sft_full")
 
 
 def test_a_cut_off_training_stage_resumes_from_its_last_checkpoint(tmp_path):
