@@ -10,8 +10,8 @@ Lightning builds the model (our `configure_model`) inside `deepspeed.zero.Init`,
 `from_pretrained` loads its weights into already-partitioned (empty) parameters (Lightning #19259).
 transformers loads correctly under ZeRO-3 when an `HfDeepSpeedConfig` is alive, so the strategy keeps one.
 
-`gathered_parameters(model)` gives generation the whole weights under ZeRO-3, gathered once per rollout
-rather than once per layer per generated token; `full_state_dict` gathers FSDP weights for export.
+`gathered_parameters(model)` gives generation the weights it reads outside the wrapper's forward (once per
+rollout, not per token); `full_state_dict` gathers FSDP weights for export.
 """
 
 from __future__ import annotations
@@ -112,20 +112,29 @@ def _strategy_root(pl_module: Any) -> torch.nn.Module | None:
 
 @contextmanager
 def gathered_parameters(model: torch.nn.Module) -> Iterator[None]:
-    """Under DeepSpeed ZeRO-3, `model`'s whole weights inside the block (read-only: for generation, not
-    training); nothing to do otherwise. A collective: every rank must enter it.
+    """Whole weights for generation, which calls the Hugging Face model's own forward and so bypasses the
+    sharding wrapper's; read-only (not for training). A collective: every rank must enter it.
 
-    FSDP has no such block: its units refuse a forward while their parameters are summoned, so under FSDP
-    generation runs through FSDP's own forward, one all-gather per layer per token, with ranks kept in step
-    (`generation_kwargs`).
+    - DeepSpeed ZeRO-3: all of `model`'s weights are gathered once for the block (not once per layer per
+      generated token).
+    - FSDP (`DecoderLayerFSDP`, where `model` is a unit of its own): the unit's own weights (embeddings,
+      final norm, LM head) are gathered for the block; each decoder layer still gathers in its own forward,
+      one all-gather per layer per token, so ranks are kept in step (`generation_kwargs`). Untested on GPUs
+      here: no GPU was available when it was written (see docs/benchmarks.md).
+    - otherwise nothing to do.
     """
-    ds_params = [p for p in model.parameters() if hasattr(p, "ds_id")]
-    if not ds_params:
-        yield
-        return
-    import deepspeed
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    with deepspeed.zero.GatheredParameters(ds_params, modifier_rank=None):
+    ds_params = [p for p in model.parameters() if hasattr(p, "ds_id")]
+    if ds_params:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(ds_params, modifier_rank=None):
+            yield
+    elif isinstance(model, FSDP):
+        with FSDP.summon_full_params(model, recurse=False, writeback=False):
+            yield
+    else:
         yield
 
 

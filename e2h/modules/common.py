@@ -3,6 +3,8 @@ Hugging Face export."""
 
 from __future__ import annotations
 
+import contextlib
+
 
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -52,10 +54,10 @@ def write_hf_folder(pl_module: LightningModule, attr: str, folder: str) -> None:
     folder is filled under a temporary name and renamed, so it is never left half-written.
     """
     model = getattr(pl_module, attr)
-    state_dict = full_state_dict(pl_module, attr)
+    state_dict = full_state_dict(pl_module, attr)  # FSDP: gathered here; None otherwise
     trainer = pl_module._trainer
     writer = trainer is None or trainer.is_global_zero
-    with gathered_parameters(model):
+    with gathered_parameters(model) if state_dict is None else contextlib.nullcontext():  # ZeRO-3: gathered here
         if writer:
             with atomic_folder(folder) as tmp:
                 unwrapped(model).save_pretrained(tmp, state_dict=state_dict)
