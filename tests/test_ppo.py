@@ -412,6 +412,12 @@ def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
     assert all(math.isfinite(v) for v in recorder.losses.values())
 
 
+def test_rollouts_from_the_static_backend_train(tmp_path, models):
+    module = make_module(models, generation_backend="static")
+    _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    assert module.rollouts_made == 1 and all(math.isfinite(v) for v in recorder.losses.values())
+
+
 def test_an_unknown_generation_backend_is_refused(models):
     with pytest.raises(ValueError, match="generation_backend"):
         make_module(models, generation_backend="vllm")
