@@ -72,6 +72,12 @@ def _tensorboard_scalars(folder: Path, tags: list[str]) -> dict[str, list[tuple[
     return {k: sorted(v) for k, v in series.items()}
 
 
+ICL_NOTE = {
+    "tiny": "\nThe tiny profile has no pretrained model: its ICL rows run the few-shot prompting path on a randomly\n"
+            "initialised model (`configs/tiny/icl.yaml`), which has no in-context ability; on MATH they measure the\n"
+            "base model.\n",
+}
+
 PPO_TAGS = ["train/reward/total", "train/reward/outcome", "train/reward/process", "train/rollout/kl"] + [
     f"val/acc_level_{lv}" for lv in LEVELS
 ] + ["val/acc_easy", "val/acc_hard"]
@@ -185,7 +191,7 @@ side by side overlap, so the study took less).
 ## Generators: greedy accuracy by level (test split)
 
 {_table(header, [[name, *cells] for name, cells in generators.items()])}
-
+{ICL_NOTE.get(plan.profile, "")}
 ![generators](generators.png)
 
 ## Evaluators trained on easy levels: re-ranking the Easy-to-Hard generator's samples
