@@ -182,6 +182,10 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
 # Running
 
 
+# --quick: the generator side only (Easy-to-Hard SFT, its greedy accuracy by level, N samples per problem);
+# the report then shows the samples' accuracy, majority@N and pass@N by level. The README's main job.
+QUICK_STAGES = ("sft_easy", "eval_sft_easy", "sample")
+
 # --smoke: a few optimizer steps (4 = one tiny PPO rollout) and one batch of each evaluation; scoring is
 # left whole, so the re-ranking report finds a score for every sample.
 SMOKE = {
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="the study's folder (default: runs/study-PROFILE)")
     parser.add_argument("--jobs", type=int, default=1, help="stages run side by side (CPU profile: 2 on 2 cores)")
     parser.add_argument("--stages", nargs="+", help="run only these stages (their inputs must be done)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"only {', '.join(QUICK_STAGES)}: the generator side of the study (~15 minutes on 2 CPU cores)")
     parser.add_argument("--smoke", action="store_true",
                         help="cut every stage to a few steps and batches: checks the pipeline end to end (minutes)")
     parser.add_argument("--dry-run", action="store_true", help="print the stages and their commands, run nothing")
@@ -282,11 +288,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {s.name}: {s.about} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
             print(" ".join(command(s, plan)))
         return 0
+    if args.quick and args.stages:
+        parser.error("--quick chooses the stages itself; give --quick or --stages, not both")
+    stages = set(QUICK_STAGES) if args.quick else set(args.stages) if args.stages else None
     start = time.perf_counter()
-    run(plan, args.jobs, set(args.stages) if args.stages else None)
+    run(plan, args.jobs, stages)
     from e2h.study_report import write_report
 
     report = write_report(plan)
+    print(report.read_text(), flush=True)
     print(f"[study] finished in {time.perf_counter() - start:.0f} s; report: {report}", flush=True)
     return 0
 

@@ -45,9 +45,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _rerank_tables(report: dict[str, Any] | None) -> str:
+def _rerank_tables(report: dict[str, Any] | None, samples: Path) -> str:
     if report is None:
-        return "(the re-ranking stage has not run)"
+        if not samples.exists():
+            return "(the sampling and re-ranking stages have not run)"
+        from e2h.samples import format_summary, read_samples, summarize
+
+        return ("The re-ranking stage has not run; the samples alone (majority voting, pass@N):\n\n"
+                + format_summary(summarize(read_samples(samples))))
     ns = report["ns"]
     acc = {(r["subset"], r["method"], r["n"]): r["accuracy"] for r in report["rows"]}
     parts = []
@@ -200,10 +205,8 @@ Majority voting, weighted voting (sum of a reward model's solution scores per an
 highest-scored solution), averaged over random subsets of N of the samples; `pass` is the ceiling (any of
 N correct); `mean` is one sample's accuracy.
 
-{_rerank_tables(rerank)}
-
-![accuracy against N](accuracy_vs_n.png)
-
+{_rerank_tables(rerank, out / "main" / runs / "samples.jsonl")}
+{"" if rerank is None else chr(10) + "![accuracy against N](accuracy_vs_n.png)" + chr(10)}
 ## PPO against its SFT start: greedy accuracy by level (test split)
 
 Prompts of levels 4-5 are trained on with their answers hidden (a constant outcome reward there).

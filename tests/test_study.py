@@ -145,3 +145,18 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     assert set(report["scorers"]) == {"orm", "prm", "oprm"}
     # a second run finds everything done and only rewrites the report
     assert study.main(["--profile", "tiny", "--smoke", "--out", str(tmp_path)]) == 0
+
+
+def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
+    ran: list[str] = []
+
+    def fake_run_stage(stage, plan, threads):
+        ran.append(stage.name)
+        done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
+        done_marker(plan, stage).write_text('{"seconds": 1}')
+        return 1.0
+
+    monkeypatch.setattr(study, "run_stage", fake_run_stage)
+    assert study.main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
+    assert ran == ["sft_easy", "eval_sft_easy", "sample"]
+    assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()
