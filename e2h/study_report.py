@@ -168,11 +168,15 @@ def write_report(plan: Any) -> Path:
     if (out / "report" / "rerank" / "accuracy_vs_n.png").exists():
         os.replace(out / "report" / "rerank" / "accuracy_vs_n.png", folder / "accuracy_vs_n.png")
 
-    times = []
+    times, spans = [], []
     for stage in plan.stages:
-        marker = _read_json(done_marker(plan, stage))
+        path = done_marker(plan, stage)
+        marker = _read_json(path)
         times.append([stage.name, stage.about, f"{marker['seconds']:.0f}" if marker else "not run"])
+        if marker:  # the marker is written when the stage ends
+            spans.append((path.stat().st_mtime - marker["seconds"], path.stat().st_mtime))
     total = sum(float(t[2]) for t in times if t[2] != "not run")
+    wall = max(end for _, end in spans) - min(start for start, _ in spans) if spans else 0.0
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
 
     def ppo_curve_rows(arm: str) -> list[list[str]]:
@@ -190,8 +194,9 @@ def write_report(plan: Any) -> Path:
 Measured {time.strftime('%Y-%m-%d %H:%M', time.localtime())} on {device} (torch {torch.__version__}, Python
 {platform.python_version()}). Every number below is one run with the seeds in the configs
 (`seed_everything: 0`); sizes are those of the configs under `configs/{plan.profile}/` named in each stage's
-command (`{out.name}/logs/STAGE.log` starts with it). Stage wall time in total: {total:.0f} s (stages that ran
-side by side overlap, so the study took less).
+command (`{out.name}/logs/STAGE.log` starts with it). Wall time from the first stage's start to the last
+stage's end: {wall:.0f} s ({wall / 60:.0f} min); the stages' own times add up to {total:.0f} s (stages ran side
+by side).
 
 ## Generators: greedy accuracy by level (test split)
 
