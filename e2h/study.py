@@ -74,17 +74,17 @@ def _metrics(path: str = "metrics.json") -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # Profiles: which configs, in which order
 
-
 # What differs between the profiles: config names and the output paths those configs write.
 PROFILES = {
     "tiny": {
         "icl": "validate", "sft_easy": ["sft"], "sft_full": ["sft"], "full_levels": True, "eval": "eval",
         "sft_easy_dir": "sft", "sft_full_dir": "sft", "ppo": "ppo", "ppo_dir": "ppo", "scored": "scored.jsonl",
-            },
+    },
     "math": {
         "icl": "test", "sft_easy": ["sft_easy"], "sft_full": ["sft_easy", "sft_full"], "full_levels": False,
         "eval": "icl", "sft_easy_dir": "sft_easy", "sft_full_dir": "sft_full", "ppo": "ppo_prm",
-        "ppo_dir": "ppo_prm", "scored": "scored_prm.jsonl",     },
+        "ppo_dir": "ppo_prm", "scored": "scored_prm.jsonl",
+    },
 }
 
 
