@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from e2h.io import atomic_folder
 from e2h.strategies import full_state_dict, gathered_parameters, unwrapped
+from e2h.tokenization import block_causal_mask
 
 
 def optimizer_config(
@@ -62,3 +63,12 @@ def write_hf_folder(pl_module: LightningModule, attr: str, folder: str) -> None:
             with atomic_folder(folder) as tmp:
                 unwrapped(model).save_pretrained(tmp, state_dict=state_dict)
                 pl_module.tokenizer.save_pretrained(tmp)
+
+
+def forward_batch(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
+    """`model`'s output for a padded batch, or a packed one (which carries `sequence_ids`: its examples are
+    kept apart by a block-causal mask)."""
+    attention_mask = batch["attention_mask"]
+    if "sequence_ids" in batch:
+        attention_mask = block_causal_mask(batch["sequence_ids"], model.dtype)
+    return model(input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids"))

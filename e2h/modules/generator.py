@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from e2h.evaluation import GreedyAccuracy
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
-from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
 from e2h.tokenizer import load_tokenizer
@@ -103,14 +103,7 @@ class GeneratorModule(LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a padded batch, or a packed one (which carries `sequence_ids`)."""
-        attention_mask = batch["attention_mask"]
-        if "sequence_ids" in batch:
-            from e2h.tokenization import block_causal_mask
-
-            attention_mask = block_causal_mask(batch["sequence_ids"], self.model.dtype)
-        return self.model(
-            input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids")
-        ).logits
+        return forward_batch(self.model, batch).logits
 
     def sft_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over target tokens (targets are already shifted per example), and their count

@@ -30,12 +30,12 @@ from torch import nn
 from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
 from e2h.evaluation import accuracy_keys
 from e2h.records import difficulty_group
 from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
-from e2h.tokenization import IGNORE_LABEL, block_causal_mask
+from e2h.tokenization import IGNORE_LABEL
 from e2h.tokenizer import load_tokenizer
 
 # Names Hugging Face gives the per-token head of *ForTokenClassification models (Llama, Qwen, Mistral...:
@@ -242,13 +242,7 @@ class RewardModelModule(LightningModule):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Per-token reward logits ``[B, T]`` (float32) for a padded batch, or a packed one (which carries
         `sequence_ids`: its examples are kept apart by a block-causal mask)."""
-        attention_mask = batch["attention_mask"]
-        if "sequence_ids" in batch:
-            attention_mask = block_causal_mask(batch["sequence_ids"], self.model.dtype)
-        out = self.model(
-            input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids")
-        )
-        return out.logits.squeeze(-1).float()
+        return forward_batch(self.model, batch).logits.squeeze(-1).float()
 
     def loss(
         self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor | None = None
