@@ -343,13 +343,9 @@ def write_plot(report: Report, path: str | Path) -> None:
     Drawn on a bare Agg canvas (no pyplot), so it neither needs a display nor changes the process's
     matplotlib backend; saved under a temporary name and renamed into place.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 
-    fig = Figure(figsize=(5 * len(PLOT_PANELS), 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(PLOT_PANELS), sharey=True)
+    fig, axes = new_figure((5 * len(PLOT_PANELS), 4.2), len(PLOT_PANELS), sharey=True)
     cells = {(r.subset, r.method, r.n): r.accuracy for r in report.rows}
     for ax, subset in zip(axes, PLOT_PANELS):
         count = report.problems.get(subset, 0)
@@ -374,8 +370,24 @@ def write_plot(report: Report, path: str | Path) -> None:
     handles, labels = next(((a.get_legend_handles_labels()) for a in axes if a.lines), ([], []))
     if handles:
         fig.legend(handles, labels, loc="outside right center", fontsize="small")
+    save_figure(fig, path)
+
+
+def new_figure(size: tuple[float, float], panels: int, **subplots: Any) -> tuple[Any, Any]:
+    """A figure with `panels` axes in a row, on a bare Agg canvas (no pyplot): it needs no display and
+    leaves the process's matplotlib backend alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, panels, squeeze=False, **subplots)[0]
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """PNG saved under a temporary name and renamed into place (never a half-written file)."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def tensorboard_tag(subset: str, method: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from e2h.io import atomic_write_text
+from e2h.report import new_figure, save_figure
 
 LEVELS = (1, 2, 3, 4, 5)
 GROUPS = ("easy", "hard", "all")
@@ -91,14 +92,9 @@ PPO_TAGS = ["train/reward/total", "train/reward/outcome", "train/reward/process"
 def _plot_ppo(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> bool:
     if not any(curves.values()):
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [("train/reward/total", "reward (total)"), ("train/rollout/kl", "KL to reference (nats / response)"),
               ("val/acc_easy", "greedy accuracy, easy"), ("val/acc_hard", "greedy accuracy, hard")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+    fig, axes = new_figure((4.2 * len(panels), 3.2), len(panels))
     for ax, (tag, title) in zip(axes, panels):
         for arm, series in curves.items():
             if tag in series:
@@ -107,19 +103,12 @@ def _plot_ppo(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path)
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 
 def _plot_levels(rows: dict[str, list[str]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, (ax,) = new_figure((7, 3.2), 1)
     width = 0.8 / max(len(rows), 1)
     for i, (name, cells) in enumerate(rows.items()):
         values = [float(c.rstrip("%")) if c != "-" else 0.0 for c in cells[: len(LEVELS)]]
@@ -129,9 +118,7 @@ def _plot_levels(rows: dict[str, list[str]], path: Path, title: str) -> None:
     ax.set_ylabel("greedy accuracy (%)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(plan: Any) -> Path:
@@ -165,8 +152,6 @@ def write_report(plan: Any) -> Path:
     }
     has_curves = _plot_ppo(curves, folder / "ppo_curves.png")
     rerank = _read_json(out / "report" / "rerank" / "report.json")
-    if (out / "report" / "rerank" / "accuracy_vs_n.png").exists():
-        os.replace(out / "report" / "rerank" / "accuracy_vs_n.png", folder / "accuracy_vs_n.png")
 
     times, spans = [], []
     for stage in plan.stages:
@@ -211,7 +196,7 @@ highest-scored solution), averaged over random subsets of N of the samples; `pas
 N correct); `mean` is one sample's accuracy.
 
 {_rerank_tables(rerank, out / "main" / runs / "samples.jsonl")}
-{"" if rerank is None else chr(10) + "![accuracy against N](accuracy_vs_n.png)" + chr(10)}
+{"" if rerank is None else chr(10) + "![accuracy against N](rerank/accuracy_vs_n.png)" + chr(10)}
 ## PPO against its SFT start: greedy accuracy by level (test split)
 
 Prompts of levels 4-5 are trained on with their answers hidden (a constant outcome reward there).
