@@ -412,9 +412,20 @@ def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
     assert all(math.isfinite(v) for v in recorder.losses.values())
 
 
-def test_rollouts_from_the_static_backend_train(tmp_path, models):
+def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch):
+    import e2h.modules.ppo as ppo_module
+
+    calls = []
+    real = ppo_module.static_generate
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["max_new_tokens"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ppo_module, "static_generate", counted)
     module = make_module(models, generation_backend="static")
     _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    assert calls == [10]  # the rollout came from the static loop, once
     assert module.rollouts_made == 1 and all(math.isfinite(v) for v in recorder.losses.values())
 
 
