@@ -13,7 +13,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from e2h.io import atomic_write_jsonl, atomic_write_text, read_jsonl
+from e2h.data.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 

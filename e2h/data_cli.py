@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 TOOLS = {
-    "synth": "e2h.synthetic",
-    "prm800k": "e2h.prm800k",
+    "synth": "e2h.data.synthetic",
+    "prm800k": "e2h.data.prm800k",
     "stats": "e2h.data_cli",
-    "samples": "e2h.samples",
+    "samples": "e2h.data.samples",
     "report": "e2h.report",
 }
 
@@ -30,7 +30,7 @@ def _usage() -> str:
 
 def stats_main(argv: Sequence[str] | None = None) -> int:
     """Summarise a problem set: load and filter throughput, counts by level/subject/group, token lengths."""
-    from e2h.records import difficulty_group, exclude_held_out, filter_levels, level_counts, load_problems
+    from e2h.data.records import difficulty_group, exclude_held_out, filter_levels, level_counts, load_problems
 
     parser = argparse.ArgumentParser(
         prog="e2h data stats",
@@ -70,7 +70,7 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
 def _print_token_stats(problems, args) -> None:
     import statistics
 
-    from e2h.prompts import PromptFormat
+    from e2h.data.prompts import PromptFormat
     from e2h.tokenization import encode_sft, padding_waste
     from e2h.tokenizer import load_tokenizer
 

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
-from e2h.records import ALL_LEVELS, difficulty_group
+from e2h.data.records import ALL_LEVELS, difficulty_group
 
 
 def accuracy_keys() -> list[str]:

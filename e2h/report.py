@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2h.errors import DataError
-from e2h.io import atomic_path, atomic_write_text, read_jsonl
-from e2h.records import parse_level
+from e2h.data.errors import DataError
+from e2h.data.files import atomic_path, atomic_write_text, read_jsonl
+from e2h.data.records import parse_level
 from e2h.reranking import (
     MAX_EXHAUSTIVE_SUBSETS,
     GradingCache,
@@ -35,7 +35,7 @@ from e2h.reranking import (
     methods_for,
     ns_up_to,
 )
-from e2h.samples import read_samples
+from e2h.data.samples import read_samples
 
 SCORED_FIELDS = ("problem_id", "sample_index", "score")
 #: Scorer names become part of method names ("weighted:orm") and TensorBoard tags.

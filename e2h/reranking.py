@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from e2h.grading import is_equivalent
-from e2h.records import difficulty_group
+from e2h.data.records import difficulty_group
 
 Equivalence = Callable[[str, str], bool]
 

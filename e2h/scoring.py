@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from e2h.steps import split_steps
+from e2h.data.step_solutions import split_steps
 
 AGGREGATIONS = ("min", "product", "last", "mean")
 """Ways to turn step scores into a solution score (`aggregate`)."""

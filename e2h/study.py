@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2h.io import atomic_write_text
+from e2h.data.files import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from typing import Any, TypedDict
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from e2h.errors import DataError
-from e2h.steps import STEP_SEPARATOR, StepSolution
+from e2h.data.errors import DataError
+from e2h.data.step_solutions import STEP_SEPARATOR, StepSolution
 
 IGNORE_INDEX = -100
 """Label of a token that takes no part in the loss (the value PyTorch's cross entropy ignores by default)."""

@@ -15,9 +15,9 @@ from e2h.callbacks import SampleWriter, complete_problems
 from e2h.cli import main
 from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
 from e2h.generation import cut_at_stop
-from e2h.metamath import metamath_to_problems, split_metamath_response
+from e2h.data.metamath import metamath_to_problems, split_metamath_response
 from e2h.modules import GeneratorModule
-from e2h.records import Problem
+from e2h.data.records import Problem
 from e2h.schedules import warmup_cosine_factor
 from e2h.tokenizer import build_char_tokenizer
 

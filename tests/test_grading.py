@@ -17,7 +17,7 @@ from e2h.grading import (
     normalize_answer,
     refusal_reason,
 )
-from e2h.io import read_jsonl
+from e2h.data.files import read_jsonl
 
 # A call that reaches math-verify may also have to start a helper first (normally ~0.4 s; this machine's
 # cores are shared, so allow more). Screened calls return in microseconds.

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from e2h.errors import DataError
-from e2h.io import read_jsonl
-from e2h.prm800k import (
+from e2h.data.errors import DataError
+from e2h.data.files import read_jsonl
+from e2h.data.prm800k import (
     convert_raw,
     convert_raw_with_counts,
     convert_stepwise_critique,
@@ -26,8 +26,8 @@ from e2h.prm800k import (
     rating_to_label,
     read_raw,
 )
-from e2h.records import normalize_problem_text, Problem
-from e2h.steps import read_step_solutions
+from e2h.data.records import normalize_problem_text, Problem
+from e2h.data.step_solutions import read_step_solutions
 
 DATA = Path(os.environ.get("E2H_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RAW = DATA / "prm800k" / "raw_schema_examples.jsonl"

@@ -1,8 +1,8 @@
 import pytest
 
-from e2h.errors import DataError
-from e2h.prompts import EXEMPLAR_SEPARATOR, FewShotPrompt, PromptFormat, draw_exemplars
-from e2h.records import Problem
+from e2h.data.errors import DataError
+from e2h.data.prompts import EXEMPLAR_SEPARATOR, FewShotPrompt, PromptFormat, draw_exemplars
+from e2h.data.records import Problem
 
 
 def problem(i, level, solution="Add.\n\nSo $\\boxed{3}$.", answer="3"):

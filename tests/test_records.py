@@ -4,8 +4,8 @@ import logging
 import pytest
 
 from conftest import shared_file
-from e2h.errors import DataError
-from e2h.records import (
+from e2h.data.errors import DataError
+from e2h.data.records import (
     Problem,
     difficulty_group,
     exclude_held_out,
@@ -113,7 +113,7 @@ def _problems(levels):
 
 def test_level_filter_excludes_unknown_levels_and_logs_them(caplog):
     problems = _problems([1, 2, None, 4, None, 5])
-    with caplog.at_level(logging.INFO, logger="e2h.records"):
+    with caplog.at_level(logging.INFO, logger="e2h.data.records"):
         easy = filter_levels(problems, [1, 2, 3])
     assert [p.level for p in easy] == [1, 2]
     assert "excluded 2 problem(s) of unknown level" in caplog.text

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from e2h.errors import DataError
+from e2h.data.errors import DataError
 from e2h.report import build_report, format_markdown, main
 from e2h.reranking import (
     GradingCache,

@@ -15,12 +15,12 @@ from transformers import AutoModelForTokenClassification, LlamaConfig, LlamaForC
 from e2h.cli import main
 from e2h.datamodules import StepsDataModule, StepSource
 from e2h.datamodules.steps import LabelledExample, encode_example, question_from_prompt, sample_solution
-from e2h.errors import DataError
+from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
 from e2h.modules.reward_model import BinaryScoreMetrics, reward_loss, select_labels
-from e2h.records import Problem
-from e2h.steps import StepSolution, write_step_solutions
-from e2h.synthetic import benchmark_splits, label_steps, solve_steps
+from e2h.data.records import Problem
+from e2h.data.step_solutions import StepSolution, write_step_solutions
+from e2h.data.synthetic import benchmark_splits, label_steps, solve_steps
 from e2h.tokenization import pack_sequences
 from e2h.tokenizer import build_char_tokenizer
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from e2h.errors import DataError
-from e2h.samples import format_summary, main, read_samples, summarize
+from e2h.data.errors import DataError
+from e2h.data.samples import format_summary, main, read_samples, summarize
 
 
 def sample(pid, level, i, answer, gold):

@@ -12,7 +12,7 @@ from transformers import AutoModelForTokenClassification
 
 from e2h.callbacks import ScoreWriter
 from e2h.cli import main
-from e2h.errors import DataError
+from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
 from e2h.scoring import aggregate, completion_steps, default_reading, solution_score
 

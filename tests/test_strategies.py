@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Ll
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from e2h.cli import build_cli
-from e2h.io import atomic_folder
+from e2h.data.files import atomic_folder
 from e2h.strategies import DecoderLayerFSDP, DeepSpeedZeRO, decoder_layer_classes, top_level_models
 
 STRATEGIES = {

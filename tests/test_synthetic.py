@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from e2h.io import read_jsonl
-from e2h.steps import STEP_SEPARATOR, read_step_solutions
-from e2h.synthetic import (
+from e2h.data.files import read_jsonl
+from e2h.data.step_solutions import STEP_SEPARATOR, read_step_solutions
+from e2h.data.synthetic import (
     answer_of,
     check_steps,
     corrupt_steps,

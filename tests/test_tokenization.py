@@ -7,8 +7,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from e2h.errors import DataError
-from e2h.steps import StepSolution
+from e2h.data.errors import DataError
+from e2h.data.step_solutions import StepSolution
 from e2h.tokenization import (
     IGNORE_LABEL,
     PromptTooLongError,

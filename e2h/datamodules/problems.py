@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
-from e2h.prompts import FewShotPrompt, PromptFormat, draw_exemplars
-from e2h.records import Problem, load_problems
+from e2h.data.prompts import FewShotPrompt, PromptFormat, draw_exemplars
+from e2h.data.records import Problem, load_problems
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ class ProblemsDataModule(TokenizingDataModule):
     def _train_records(self) -> list[Problem]:
         records = list(self.problems["train"])
         if self.metamath.source:
-            from e2h.metamath import metamath_to_problems
-            from e2h.records import load_rows
+            from e2h.data.metamath import metamath_to_problems
+            from e2h.data.records import load_rows
 
             rows = load_rows(self.metamath.source, split=self.metamath.split)
             extra = metamath_to_problems(rows, records, keep_gsm=self.metamath.keep_gsm, where=self.metamath.source)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from e2h.records import Problem, exclude_held_out, filter_levels, load_problems
+from e2h.data.records import Problem, exclude_held_out, filter_levels, load_problems
 
 SYNTHETIC = "synthetic"
 
@@ -48,7 +48,7 @@ class ProblemSource:
     def _load_all(self) -> list[Problem]:
         if self.source != SYNTHETIC:
             return load_problems(self.source, split=self.split)
-        from e2h.synthetic import benchmark_splits
+        from e2h.data.synthetic import benchmark_splits
 
         if self.split not in ("train", "test"):
             raise ValueError(f"synthetic split must be 'train' or 'test', got {self.split!r}")

@@ -32,12 +32,12 @@ from torch.utils.data import DataLoader
 from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
-from e2h.errors import DataError
-from e2h.io import read_jsonl
-from e2h.prompts import PromptFormat
-from e2h.samples import SAMPLE_FIELDS
+from e2h.data.errors import DataError
+from e2h.data.files import read_jsonl
+from e2h.data.prompts import PromptFormat
+from e2h.data.samples import SAMPLE_FIELDS
 from e2h.scoring import completion_steps
-from e2h.steps import StepSolution
+from e2h.data.step_solutions import StepSolution
 from e2h.tokenization import IGNORE_LABEL, collate_padded, encode_step_solution, pack_sequences
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,10 @@ class StepSource:
         level, as in `ProblemSource` (use the same sizes as the generator's config, so that the test split
         stays disjoint from the problems trained on).
     wrong_fraction: share of synthetic solutions given one wrong step.
-    error_kinds: what goes wrong in those steps (`e2h.synthetic.corrupt_steps`): ``result`` (an arithmetic
+    error_kinds: what goes wrong in those steps (`e2h.data.synthetic.corrupt_steps`): ``result`` (an arithmetic
         slip), ``operation`` (the operation miscopied), ``restatement`` (the remainder miscopied).
     process_labels: for ``samples`` of synthetic problems (ids ``synthetic/...``): label every step exactly
-        with `e2h.synthetic.label_steps` (PRM800K convention: None after the first wrong step).
+        with `e2h.data.synthetic.label_steps` (PRM800K convention: None after the first wrong step).
     """
 
     kind: str = "synthetic"
@@ -128,7 +128,7 @@ class StepSource:
         return examples
 
     def _synthetic(self, fmt: PromptFormat) -> list[LabelledExample]:
-        from e2h.synthetic import generate_step_solutions
+        from e2h.data.synthetic import generate_step_solutions
 
         # All levels are generated and then filtered, exactly as ProblemSource does, so the problems are the
         # same ones the generator's configs train and test on.
@@ -186,7 +186,7 @@ def _filter_levels(examples: list[LabelledExample], levels: list[int] | None, wh
 
 
 def sample_lines(path: str) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a samples JSONL, checked: the fields `e2h.samples.read_samples` needs plus
+    """(line number, row) of a samples JSONL, checked: the fields `e2h.data.samples.read_samples` needs plus
     ``prompt`` (a reward model reads the solution behind the prompt it was sampled with), and no two lines
     for the same (problem_id, sample_index)."""
     rows, seen = [], {}
@@ -244,7 +244,7 @@ def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> St
             raise DataError(
                 f"{where}: no '# Question ... # Solution' in the prompt; process_labels needs the paper prompt format"
             )
-        from e2h.synthetic import label_steps
+        from e2h.data.synthetic import label_steps
 
         try:
             labels = label_steps(question, steps)[0]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
-from e2h.io import atomic_folder
+from e2h.data.files import atomic_folder
 from e2h.strategies import full_state_dict, gathered_parameters, unwrapped
 from e2h.tokenization import block_causal_mask
 

@@ -33,7 +33,7 @@ A rollout, step by step (`e2h.rl` for the math, `e2h.rewards` for the shaping):
 1. sample one response per prompt (temperature, top-k, top-p; stop at EOS or ``max_new_tokens``), seeded
    from (``seed``, rollout number, rank) so a resumed run regenerates the same rollout;
 2. old log-probs (policy), reference log-probs, values, all from temperature-scaled logits;
-3. reward-model step scores at each step's last token (steps by `e2h.steps.split_steps`, placed from
+3. reward-model step scores at each step's last token (steps by `e2h.data.step_solutions.split_steps`, placed from
    character offsets), its final-token score for an ORM;
 4. per response, ``(token, reward)`` pairs: process rewards (``process_reward``: min / product / last
    shaping, or none), outcome (1/0 by the grader; ``hidden_outcome`` where the answer is hidden), ORM score,
@@ -80,10 +80,10 @@ from e2h.modules.backbone import build_causal_lm
 from e2h.modules.reward_model import build_reward_backbone
 from e2h.evaluation import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
-from e2h.records import difficulty_group
+from e2h.data.records import difficulty_group
 from e2h.strategies import gathered_parameters, generation_kwargs
 from e2h.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
-from e2h.steps import split_steps
+from e2h.data.step_solutions import split_steps
 from e2h.tokenization import step_char_spans, step_token_ranges
 from e2h.tokenizer import load_tokenizer
 
@@ -149,7 +149,7 @@ def token_char_offsets(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -
 
 
 def step_end_tokens(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Response-token index of every step's last token (steps by `e2h.steps.split_steps`, blank ones skipped).
+    """Response-token index of every step's last token (steps by `e2h.data.step_solutions.split_steps`, blank ones skipped).
 
     A step's tokens are those whose character offsets overlap it (the reward model's training placed its
     labels the same way). Two steps ending on one token (a token spanning the separator) keep the later:

@@ -33,7 +33,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, PreTrained
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
 from e2h.evaluation import accuracy_keys
-from e2h.records import difficulty_group
+from e2h.data.records import difficulty_group
 from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
 from e2h.tokenization import IGNORE_LABEL
 from e2h.tokenizer import load_tokenizer

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from e2h.errors import DataError
-from e2h.records import Problem, normalize_problem_text
-from e2h.steps import STEP_SEPARATOR
+from e2h.data.errors import DataError
+from e2h.data.records import Problem, normalize_problem_text
+from e2h.data.step_solutions import STEP_SEPARATOR
 
 _ANSWER_LINE = re.compile(r"\n?\s*The answer is:?\s*(.+?)\s*$", re.DOTALL)
 

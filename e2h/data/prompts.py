@@ -16,8 +16,8 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from e2h.errors import DataError
-from e2h.records import Problem, level_counts, normalize_problem_text
+from e2h.data.errors import DataError
+from e2h.data.records import Problem, level_counts, normalize_problem_text
 
 PROMPT_FORMATS = ("paper", "boxed")
 ANSWER_HEADING = "# Answer"

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2h.errors import DataError
+from e2h.data.errors import DataError
 from e2h.grading import is_equivalent
-from e2h.io import read_jsonl
-from e2h.records import difficulty_group
+from e2h.data.files import read_jsonl
+from e2h.data.records import difficulty_group
 from e2h.reranking import majority_vote
 
 SAMPLE_FIELDS = ("problem_id", "level", "sample_index", "completion", "answer", "gold")

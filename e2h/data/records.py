@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from e2h.errors import DataError
+from e2h.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _local_builder(source: str) -> str | None:
 
 def _locate_json_error(path: str) -> None:
     """Re-read a JSON-lines file with our own reader so a parse failure names its line."""
-    from e2h.io import read_jsonl
+    from e2h.data.files import read_jsonl
 
     try:
         for _ in read_jsonl(path):

@@ -13,12 +13,12 @@ by a tiny model, unlike formats whose steps reach far back into the problem)::
               2+9=1            (the last step has nothing left to restate)
     answer    1
 
-Records use the MATH schema (`e2h.records.Problem`): ``problem`` is the expression, ``solution`` the steps
+Records use the MATH schema (`e2h.data.records.Problem`): ``problem`` is the expression, ``solution`` the steps
 joined by the step separator (the trainer appends the ``# Answer`` section itself), ``answer`` the digit.
-Step-labelled solutions use the PRM800K convention (`e2h.steps.StepSolution`): labels from the exact
+Step-labelled solutions use the PRM800K convention (`e2h.data.step_solutions.StepSolution`): labels from the exact
 checker up to and including the first wrong step, unlabelled (None) after it.
 
-Run ``python -m e2h.synthetic --help`` (or ``e2h data synth``) to write a train/test benchmark.
+Run ``python -m e2h.data.synthetic --help`` (or ``e2h data synth``) to write a train/test benchmark.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from e2h.io import atomic_write_jsonl, read_jsonl
-from e2h.records import ALL_LEVELS, Problem
-from e2h.steps import (
+from e2h.data.files import atomic_write_jsonl, read_jsonl
+from e2h.data.records import ALL_LEVELS, Problem
+from e2h.data.step_solutions import (
     ANSWER_HEADING,
     STEP_SEPARATOR,
     StepSolution,
@@ -158,7 +158,7 @@ def check_steps(expression: str, steps: Sequence[str]) -> list[int]:
     labels: list[int] = []
     remainder: str | None = expression
     for step in steps:
-        # The answer section attached to the last step (`e2h.steps.split_steps`) is not part of the check.
+        # The answer section attached to the last step (`e2h.data.step_solutions.split_steps`) is not part of the check.
         text = strip_answer_section(step).strip() if isinstance(step, str) else None
         if remainder is None or len(remainder) == 1 or text is None:
             # Nothing left to continue from (unreadable earlier step, or the solution already ended).
@@ -419,7 +419,7 @@ def generate_step_solutions(
 
 def _derived_seed(seed: int, part: str) -> int:
     # Independent streams per part of the benchmark, stable across Python runs (no hash randomisation).
-    digest = hashlib.sha256(f"e2h.synthetic/{seed}/{part}".encode()).digest()
+    digest = hashlib.sha256(f"e2h.data.synthetic/{seed}/{part}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from e2h.errors import DataError
-from e2h.io import atomic_write_jsonl, read_jsonl
+from e2h.data.errors import DataError
+from e2h.data.files import atomic_write_jsonl, read_jsonl
 
 STEP_SEPARATOR = "\n\n"
 ANSWER_HEADING = "# Answer"

@@ -14,7 +14,7 @@ the labeller stopped, and so does the walk.
 
 Problem-level selection (shared by both layouts):
 
-* ``levels_of`` maps a normalised problem text (see `e2h.records.normalize_problem_text`) to its MATH level; build it with
+* ``levels_of`` maps a normalised problem text (see `e2h.data.records.normalize_problem_text`) to its MATH level; build it with
   `levels_by_problem`. It sets each example's ``level``.
 * ``levels``: keep problems whose level is in it, and problems absent from ``levels_of`` (the official rule
   keeps PRM800K problems that are not in the MATH split). A problem present with level ``None`` is dropped.
@@ -33,10 +33,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from pathlib import Path
 from typing import Any, Literal
 
-from e2h.errors import DataError
-from e2h.io import read_jsonl
-from e2h.records import Problem, load_problems, normalize_problem_text
-from e2h.steps import StepSolution, write_step_solutions
+from e2h.data.errors import DataError
+from e2h.data.files import read_jsonl
+from e2h.data.records import Problem, load_problems, normalize_problem_text
+from e2h.data.step_solutions import StepSolution, write_step_solutions
 
 NeutralPolicy = Literal["positive", "negative", "drop"]
 NEUTRAL_POLICIES: tuple[str, ...] = ("positive", "negative", "drop")
@@ -63,7 +63,7 @@ class ConversionCounts:
 
 
 def levels_by_problem(problems: Iterable[Problem]) -> dict[str, int | None]:
-    """Map each problem's normalised text (`e2h.records.normalize_problem_text`) to its MATH level (None where unknown).
+    """Map each problem's normalised text (`e2h.data.records.normalize_problem_text`) to its MATH level (None where unknown).
 
     When the same text occurs twice the first level is kept."""
     levels: dict[str, int | None] = {}
