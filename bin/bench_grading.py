@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from e2h import grading  # noqa: E402
+from e2h.grading import workers  # noqa: E402
 from e2h.grading import extract_answer, is_equivalent, normalize_answer  # noqa: E402
 from e2h.data.files import read_jsonl  # noqa: E402
 
@@ -62,7 +62,7 @@ def main() -> int:
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="folder holding math/test.jsonl and math/train.jsonl"
     )
-    parser.add_argument("--timeout", type=float, default=grading.VERIFY_TIMEOUT_S, help="seconds per math-verify call")
+    parser.add_argument("--timeout", type=float, default=workers.VERIFY_TIMEOUT_S, help="seconds per math-verify call")
     parser.add_argument("--skip-train", action="store_true", help="skip the 12,000-answer train.jsonl check")
     args = parser.parse_args()
 
@@ -91,7 +91,7 @@ def main() -> int:
     n = 300
     start = time.perf_counter()
     for _ in range(n):
-        grading._verify_with_helper(["7"], ["7"], args.timeout)
+        workers._verify_with_helper(["7"], ["7"], args.timeout)
     helper_ms = (time.perf_counter() - start) / n * 1e3
     parse("$7$", parsing_timeout=None)
     start = time.perf_counter()
@@ -138,7 +138,7 @@ def main() -> int:
         if is_equivalent(*shifted[i], timeout=args.timeout):
             print(f"    false positive: gold {shifted[i][1]!r} vs {shifted[i][0]!r}")
 
-    pool = grading._pool_for_this_process()
+    pool = workers._pool_for_this_process()
     print(f"helpers started: {pool.started}, timeouts: {pool.timeouts}")
 
     if not args.skip_train:

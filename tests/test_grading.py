@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import shared_file
 
-from e2h import grading
+from e2h.grading import workers
 from e2h.grading import (
     VERIFY_TIMEOUT_S,
     extract_answer,
@@ -302,10 +302,10 @@ def test_hostile_inputs_return_within_bound_from_a_thread(pred: str) -> None:
 def test_helper_timeout_kills_and_restarts_the_helper() -> None:
     # Bypass screening to exercise the last line of defence: math-verify on a power tower never returns.
     _run_in_thread(lambda: is_equivalent("0.5", r"\frac{1}{2}"), START_MARGIN_S)  # a ready helper
-    pool = grading._pool_for_this_process()
+    pool = workers._pool_for_this_process()
     timeouts_before = pool.timeouts
     result, seconds = _run_in_thread(
-        lambda: grading._verify_with_helper(["1"], [TOWER_5], timeout=1.0), 1.0 + START_MARGIN_S
+        lambda: workers._verify_with_helper(["1"], [TOWER_5], timeout=1.0), 1.0 + START_MARGIN_S
     )
     assert result is False
     # A helper was ready, so nothing but the 1 s deadline and a SIGKILL stand between call and return.
@@ -345,7 +345,7 @@ class _GradingDataset:
             "hostile": hostile,
             "verified": verified,
             "seconds": time.perf_counter() - start,
-            "own_pool": grading._pool is not None and grading._pool.pid == os.getpid(),
+            "own_pool": workers._pool is not None and workers._pool.pid == os.getpid(),
             "pid": os.getpid(),
         }
 

@@ -1,4 +1,5 @@
-"""The math-verify helper process behind ``e2h.grading.is_equivalent`` (started by it; not a public API).
+"""The math-verify helper process behind ``e2h.grading.is_equivalent`` (started by `e2h.grading.workers`; not a
+public API).
 
 Protocol, one JSON object per line: after importing math-verify the helper writes ``{"ready": true}``;
 then for each request ``{"id", "golds", "preds", "budget_s"}`` on stdin it writes ``{"id",

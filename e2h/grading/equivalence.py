@@ -1,0 +1,66 @@
+"""Whether a predicted final answer equals the reference: exact or normalised string equality first, then
+math-verify in a bounded helper process (see the package docstring for the time bound)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from e2h.grading.normalization import _TEXT_MACRO, normalize_answer
+from e2h.grading.screening import MAX_ANSWER_CHARS, refusal_reason
+from e2h.grading.workers import VERIFY_TIMEOUT_S, _verify_with_helper
+
+def _is_text_answer(gold: str, normalized_gold: str) -> bool:
+    r"""Whether the reference is a word answer (``\text{Friday}``, ``\text{Dana, Bob}``).
+
+    Such answers are compared as strings only: sympy reads a bare word as a product of symbols, so
+    "Devon" and "Doven" would be "equal". Lists of single letters (``\text{A,C}``) stay with math-verify,
+    which compares them as sets.
+    """
+    if not re.search(_TEXT_MACRO, gold):
+        return False
+    items = [item.strip() for item in normalized_gold.split(",")]
+    return all(re.fullmatch(r"[A-Za-z][A-Za-z '\-]*", item) for item in items) and any(
+        len(item) >= 2 for item in items
+    )
+
+
+def _fold_words(s: str) -> str:
+    return re.sub(r"\s+", "", s).casefold()
+
+
+def is_equivalent(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOUT_S) -> bool:
+    """Whether the predicted final answer equals the reference answer ``gold``.
+
+    ``None`` or blank ``pred`` (no answer) is never equivalent, nor is a blank ``gold``. Exact and
+    :func:`normalize_answer` matches return at once; otherwise math-verify decides (``verify(gold, pred)``
+    on both the raw and the normalised forms, each wrapped in ``$...$`` so a bare ``\\dfrac{9}{7}``
+    parses) in a helper process, within ``timeout`` seconds; a timeout counts as not equivalent.
+    Inputs refused by :func:`refusal_reason` never reach math-verify.
+    """
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if pred is None:
+        return False
+    pred_s, gold_s = pred.strip(), gold.strip()
+    if not pred_s or not gold_s:
+        return False
+    if pred_s == gold_s:
+        return True
+    if len(pred_s) > MAX_ANSWER_CHARS or len(gold_s) > MAX_ANSWER_CHARS:
+        return False  # not equal as strings, and too long to normalise or parse safely
+    norm_pred, norm_gold = normalize_answer(pred_s), normalize_answer(gold_s)
+    if not norm_pred or not norm_gold:
+        return False
+    if norm_pred == norm_gold:
+        return True
+    if _is_text_answer(gold_s, norm_gold):
+        return _fold_words(norm_pred) == _fold_words(norm_gold)
+    forms = (gold_s, pred_s, norm_gold, norm_pred)
+    if any(refusal_reason(f) for f in forms):
+        return False
+    golds, preds = [gold_s], [pred_s]
+    if (norm_gold, norm_pred) != (gold_s, pred_s):
+        golds.append(norm_gold)
+        preds.append(norm_pred)
+    return _verify_with_helper(golds, preds, timeout)
