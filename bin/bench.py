@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from e2h.decoding import static_generate
 from e2h.generation import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.tokenizer import build_char_tokenizer
 
 
 def peak_memory_mb(device: str) -> float:

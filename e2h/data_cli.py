@@ -71,8 +71,9 @@ def _print_token_stats(problems, args) -> None:
     import statistics
 
     from e2h.data.prompts import PromptFormat
-    from e2h.tokenization import encode_sft, padding_waste
-    from e2h.tokenizer import load_tokenizer
+    from e2h.text.encoding import encode_sft
+    from e2h.text.packing import padding_waste
+    from e2h.text.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
     fmt = PromptFormat(args.prompt_format)

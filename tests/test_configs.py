@@ -14,7 +14,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from e2h.cli import build_cli
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.tokenizer import build_char_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_PATH_KEYS = {"model", "tokenizer", "policy", "reference", "value_model", "reward_model"}

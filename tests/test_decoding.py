@@ -13,7 +13,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from e2h.decoding import release, static_generate
 from e2h.generation import SamplingConfig, generate_completions
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.tokenizer import build_char_tokenizer
 
 PAD = 0
 MAX_NEW = 10

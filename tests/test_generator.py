@@ -19,7 +19,7 @@ from e2h.data.metamath import metamath_to_problems, split_metamath_response
 from e2h.modules import GeneratorModule
 from e2h.data.records import Problem
 from e2h.schedules import warmup_cosine_factor
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.tokenizer import build_char_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = {
@@ -124,7 +124,7 @@ def test_packed_batch_gives_the_same_loss_as_padded_batch():
     rows = packed.sft["train"]
     # the same first examples, packed into rows: compare the loss over identical token sets
     examples = padded.sft["train"][:6]
-    from e2h.tokenization import pack_sequences
+    from e2h.text.packing import pack_sequences
 
     packed_rows = pack_sequences(examples, 256)
     assert len(packed_rows) < len(examples) and rows  # packing did combine examples

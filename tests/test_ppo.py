@@ -14,7 +14,7 @@ from e2h.datamodules import ProblemSource
 from e2h.datamodules.ppo import PPOPromptsDataModule, RolloutBatchSampler, hide_answers
 from e2h.modules import PPOModule
 from e2h.modules.ppo import position_ids_for, response_mask, step_end_tokens, token_char_offsets
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.tokenizer import build_char_tokenizer
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2)

@@ -21,8 +21,8 @@ from e2h.modules.reward_model import BinaryScoreMetrics, reward_loss, select_lab
 from e2h.data.records import Problem
 from e2h.data.step_solutions import StepSolution, write_step_solutions
 from e2h.data.synthetic import benchmark_splits, label_steps, solve_steps
-from e2h.tokenization import pack_sequences
-from e2h.tokenizer import build_char_tokenizer
+from e2h.text.packing import pack_sequences
+from e2h.text.tokenizer import build_char_tokenizer
 
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                "num_attention_heads": 4, "max_position_embeddings": 512}

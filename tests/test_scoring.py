@@ -132,7 +132,7 @@ def score_args(tmp_path, model_dir, samples_path, output, **model_args) -> list[
 def hand_step_scores(model_dir: str, line: dict) -> tuple[list[float], float]:
     """Step scores read straight from the saved model, positions counted by hand: the char tokenizer gives
     one token per character (no BOS), steps are joined by a blank line and an EOS (id 2) ends the text."""
-    from e2h.tokenizer import load_tokenizer
+    from e2h.text.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     steps = completion_steps(line["completion"])

@@ -9,19 +9,9 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTraine
 
 from e2h.data.errors import DataError
 from e2h.data.step_solutions import StepSolution
-from e2h.tokenization import (
-    IGNORE_LABEL,
-    PromptTooLongError,
-    block_causal_mask,
-    collate_padded,
-    encode_prompt,
-    encode_sft,
-    encode_step_solution,
-    first_fit_rows,
-    pack_sequences,
-    padding_waste,
-)
-from e2h.tokenizer import DEFAULT_ALPHABET, build_char_tokenizer, load_tokenizer
+from e2h.text.encoding import IGNORE_LABEL, PromptTooLongError, encode_prompt, encode_sft, encode_step_solution
+from e2h.text.packing import block_causal_mask, collate_padded, first_fit_rows, pack_sequences, padding_waste
+from e2h.text.tokenizer import DEFAULT_ALPHABET, build_char_tokenizer, load_tokenizer
 
 PROMPT = "# Question\n\n1+2\n\n# Solution\n\n"  # 29 characters: 10 + 2 + 3 + 2 + 10 + 2
 

@@ -17,7 +17,7 @@ class TokenizingDataModule(LightningDataModule):
         """`tokenizer` (``char`` or a path/id) if given, else the attached model's own tokenizer."""
         if self._tokenizer is None:
             if self.tokenizer_name is not None:
-                from e2h.tokenizer import load_tokenizer
+                from e2h.text.tokenizer import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.tokenizer_name)
             elif self.trainer is not None and hasattr(self.trainer.lightning_module, "tokenizer"):

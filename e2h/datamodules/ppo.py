@@ -196,7 +196,7 @@ class PPOPromptsDataModule(ProblemsDataModule):
         """The split's prompt records, too-long prompts dropped, answers hidden for training."""
         records = self.prompt_records(split)
         if self.max_prompt_tokens is not None:
-            from e2h.tokenization import encode_prompt
+            from e2h.text.encoding import encode_prompt
 
             kept = [r for r in records if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.max_prompt_tokens]
             if len(kept) < len(records):

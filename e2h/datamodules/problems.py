@@ -144,7 +144,7 @@ class ProblemsDataModule(TokenizingDataModule):
     def _encode(self, records: list[Problem]) -> list[dict[str, list[int]]]:
         """SFT examples with next-token targets shifted inside each example (so packing never trains a
         prediction across two examples)."""
-        from e2h.tokenization import encode_sft
+        from e2h.text.encoding import encode_sft
 
         examples = []
         for p in records:
@@ -152,7 +152,7 @@ class ProblemsDataModule(TokenizingDataModule):
             targets = enc["labels"][1:] + [-100]
             examples.append({"input_ids": enc["input_ids"], "targets": targets})
         if self.pack:
-            from e2h.tokenization import pack_sequences
+            from e2h.text.packing import pack_sequences
 
             examples = pack_sequences(examples, self.max_length)
         return examples
@@ -160,7 +160,7 @@ class ProblemsDataModule(TokenizingDataModule):
     # --- loaders -------------------------------------------------------------------------------------------
 
     def _collate_sft(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        from e2h.tokenization import collate_padded
+        from e2h.text.packing import collate_padded
 
         batch = collate_padded(rows, pad_id=self.tokenizer.pad_token_id, pad_values={"targets": -100})
         if not self.pack:  # one example a row: the padding mask separates them, no block mask needed

@@ -38,7 +38,8 @@ from e2h.data.prompts import PromptFormat
 from e2h.data.samples import SAMPLE_FIELDS
 from e2h.scoring import completion_steps
 from e2h.data.step_solutions import StepSolution
-from e2h.tokenization import IGNORE_LABEL, collate_padded, encode_step_solution, pack_sequences
+from e2h.text.encoding import IGNORE_LABEL, encode_step_solution
+from e2h.text.packing import collate_padded, pack_sequences
 
 log = logging.getLogger(__name__)
 

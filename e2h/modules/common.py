@@ -14,7 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from e2h.data.files import atomic_folder
 from e2h.strategies import full_state_dict, gathered_parameters, unwrapped
-from e2h.tokenization import block_causal_mask
+from e2h.text.packing import block_causal_mask
 
 
 def optimizer_config(

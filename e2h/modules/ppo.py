@@ -84,8 +84,8 @@ from e2h.data.records import difficulty_group
 from e2h.strategies import gathered_parameters, generation_kwargs
 from e2h.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
 from e2h.data.step_solutions import split_steps
-from e2h.tokenization import step_char_spans, step_token_ranges
-from e2h.tokenizer import load_tokenizer
+from e2h.text.alignment import step_char_spans, step_token_ranges
+from e2h.text.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_t
 from e2h.evaluation import accuracy_keys
 from e2h.data.records import difficulty_group
 from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
-from e2h.tokenization import IGNORE_LABEL
-from e2h.tokenizer import load_tokenizer
+from e2h.text.encoding import IGNORE_LABEL
+from e2h.text.tokenizer import load_tokenizer
 
 # Names Hugging Face gives the per-token head of *ForTokenClassification models (Llama, Qwen, Mistral...:
 # `score`; GPT-2, BERT-likes: `classifier`).

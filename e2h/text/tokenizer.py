@@ -38,7 +38,7 @@ def build_char_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast
 
     ``add_special_tokens=True`` adds nothing: no BOS, no EOS. The trainers append EOS themselves (so it is
     placed, and supervised, exactly where they decide) and a model trained from scratch gains nothing from a
-    BOS; a real tokenizer whose template adds BOS keeps doing so (see ``e2h.tokenization.encode_sft``).
+    BOS; a real tokenizer whose template adds BOS keeps doing so (see ``e2h.text.encoding.encode_sft``).
 
     Offsets are character offsets into the input (``return_offsets_mapping=True`` gives ``(i, i + 1)`` for
     character i), and ``decode`` concatenates characters with nothing in between, so
