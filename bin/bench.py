@@ -4,7 +4,7 @@
 1. Training: tokens/s and peak memory of GeneratorModule's step under the Lightning Trainer against a raw
    PyTorch loop (same model, same batches, same AdamW) — the goal is a ratio raw/Lightning <= 1.10.
 2. Sampling: new tokens/s of e2h's sampling path (`generate_completions`) against plain `model.generate`
-   on the same prompts, and of the static-cache backend (`e2h.decoding.static_generate`, its decode step
+   on the same prompts, and of the static-cache backend (`e2h.generation.static_cache.static_generate`, its decode step
    compiled with CUDA graphs when --compile, the default on CUDA), next to the memory-bandwidth limit of
    decoding at --hbm-gbps.
 3. PPO: one rollout's wall time split into generation, scoring and optimisation (--ppo-backend).
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
-from e2h.decoding import static_generate
-from e2h.generation import SamplingConfig, generate_completions
+from e2h.generation.static_cache import static_generate
+from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule
 from e2h.text.tokenizer import build_char_tokenizer
 

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h.generation import SamplingConfig, generate_completions
+from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.data.records import ALL_LEVELS, difficulty_group
 

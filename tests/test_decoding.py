@@ -1,6 +1,6 @@
-"""The static-cache decoding backend (`e2h.decoding.static_generate`) against `model.generate`: the same greedy
-tokens (EOS, padding, early stop included), the same sampling distribution, the same completions through
-`generate_completions`, and a compiled decode step that is compiled once."""
+"""The static-cache decoding backend (`e2h.generation.static_cache.static_generate`) against `model.generate`: the
+same greedy tokens (EOS, padding, early stop included), the same sampling distribution, the same completions
+through `generate_completions`, and a compiled decode step that is compiled once."""
 
 import copy
 import math
@@ -11,8 +11,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from e2h.decoding import release, static_generate
-from e2h.generation import SamplingConfig, generate_completions
+from e2h.generation.static_cache import release, static_generate
+from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.text.tokenizer import build_char_tokenizer
 
 PAD = 0

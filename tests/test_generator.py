@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from e2h.callbacks import SampleWriter, complete_problems
 from e2h.cli import main
 from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
-from e2h.generation import cut_at_stop
+from e2h.generation.sampling import cut_at_stop
 from e2h.data.metamath import metamath_to_problems, split_metamath_response
 from e2h.modules import GeneratorModule
 from e2h.data.records import Problem

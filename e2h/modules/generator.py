@@ -18,7 +18,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from e2h.evaluation import GreedyAccuracy
-from e2h.generation import SamplingConfig, generate_completions
+from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.strategies import gathered_parameters, generation_kwargs
@@ -65,8 +65,8 @@ class GeneratorModule(LightningModule):
             max_new_tokens, stop: decoding limits for evaluation and sampling.
             num_samples, temperature, top_p, top_k, sample_seed: sampling for ``predict`` (N per problem).
             log_samples: decoded validation solutions shown in TensorBoard as text.
-            generation_backend: ``generate`` (`model.generate`) or ``static`` (`e2h.decoding`: a StaticCache loop,
-                compiled with CUDA graphs on a GPU; same greedy tokens) for evaluation and sampling.
+            generation_backend: ``generate`` (`model.generate`) or ``static`` (`e2h.generation.static_cache`: a
+                StaticCache loop, compiled with CUDA graphs on a GPU; same greedy tokens) for evaluation and sampling.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])

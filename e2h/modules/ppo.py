@@ -72,8 +72,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h import rl
 from e2h.datamodules.ppo import RolloutPlan
-from e2h.decoding import static_generate
-from e2h.generation import BACKENDS, SamplingConfig
+from e2h.generation.static_cache import static_generate
+from e2h.generation.sampling import BACKENDS, SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import build_causal_lm
@@ -281,9 +281,9 @@ class PPOModule(LightningModule):
             generation_batch_size: prompts per `generate` call (memory); default: the whole rollout.
             forward_batch_size: rows per no-grad forward when scoring the rollout; default: the micro-batch.
             max_new_tokens, temperature, top_k, top_p: rollout sampling (top_k 0: off). seed: rollout seeds.
-            generation_backend: ``generate`` or ``static`` (`e2h.decoding`: a StaticCache loop compiled with CUDA
-                graphs on a GPU, compiled once: the optimizer updates the weights in place) for rollouts and
-                greedy validation.
+            generation_backend: ``generate`` or ``static`` (`e2h.generation.static_cache`: a StaticCache loop
+                compiled with CUDA graphs on a GPU, compiled once: the optimizer updates the weights in place) for
+                rollouts and greedy validation.
             outcome: add the graded final-answer outcome (1/0; `hidden_outcome` where the answer is hidden).
             process_reward: ``min``, ``product``, ``last`` (PRM step-score shaping) or None.
             process_upper_bound, process_bonus, process_scale: the shaping's bound, per-solution bonus, scale.

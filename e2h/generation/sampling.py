@@ -3,8 +3,9 @@
 Prompts are left-padded in one batch; each prompt yields `num_samples` completions, cut at EOS and at the
 first stop string (a prompt-only generator would otherwise write the next few-shot exemplar).
 
-Two backends: `generate` (`model.generate`, the default) and `static` (`e2h.decoding.static_generate`, a
-StaticCache loop whose decode step is compiled with CUDA graphs on a GPU). The static backend does not stop a
+Two backends: `generate` (`model.generate`, the default) and `static`
+(`e2h.generation.static_cache.static_generate`, a StaticCache loop whose decode step is compiled with CUDA graphs
+on a GPU). The static backend does not stop a
 row at a stop string (only at EOS or `max_new_tokens`); the text is cut at the stop string afterwards, so the
 completions are the same, at the cost of the tokens generated past it.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h.decoding import static_generate
+from e2h.generation.static_cache import static_generate
 
 BACKENDS = ("generate", "static")
 
@@ -26,9 +27,9 @@ BACKENDS = ("generate", "static")
 class SamplingConfig:
     """How to decode. temperature 0 means greedy.
 
-    backend: "generate" (`model.generate`) or "static" (`e2h.decoding.static_generate`: same greedy tokens,
-    same sampling distribution; its decode step is compiled when the model is on a CUDA device, so the first
-    call pays compilation).
+    backend: "generate" (`model.generate`) or "static" (`e2h.generation.static_cache.static_generate`: same
+    greedy tokens, same sampling distribution; its decode step is compiled when the model is on a CUDA device,
+    so the first call pays compilation).
     """
 
     max_new_tokens: int = 256
