@@ -1,12 +1,12 @@
-"""Reward shaping of e2h.rewards against numbers worked out by hand (the arithmetic is beside each)."""
+"""Reward shaping of e2h.rl.rewards against numbers worked out by hand (the arithmetic is beside each)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import e2h.rewards as rewards_module
-from e2h.rewards import (
+import e2h.rl.rewards as rewards_module
+from e2h.rl.rewards import (
     HIDDEN_ANSWER,
     PENALTY_NO_ANSWER,
     PENALTY_OFF_FORM,
@@ -19,7 +19,7 @@ from e2h.rewards import (
     process_rewards_min,
     process_rewards_product,
 )
-from e2h.rl import place_rewards
+from e2h.rl.maths import place_rewards
 
 SCORES = [0.9, 0.4, 0.6, 0.1]
 

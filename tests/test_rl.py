@@ -11,15 +11,11 @@ import math
 import pytest
 import torch
 
-from e2h.rl import (
-    AdaptiveKLController,
-    FixedKLController,
+from e2h.rl.kl import AdaptiveKLController, FixedKLController, kl_k1, kl_k3, kl_penalty
+from e2h.rl.maths import (
     entropy_from_logits,
     explained_variance,
     gae,
-    kl_k1,
-    kl_k3,
-    kl_penalty,
     masked_mean,
     masked_var,
     masked_whiten,

@@ -9,7 +9,7 @@ Both numbers come from the module (`PPOModule.rollout_plan`), so the batch sizes
 
 Hidden answers: in the easy-to-hard setting only easy problems give an outcome reward. With
 ``hide_answers_for_levels: [4, 5]`` the training prompts of those levels carry ``answer: None`` (the
-outcome reward is then the constant of `e2h.rewards.outcome_reward`); validation keeps every answer, since
+outcome reward is then the constant of `e2h.rl.rewards.outcome_reward`); validation keeps every answer, since
 it measures accuracy.
 
 Resuming: the order of prompts is drawn from (seed, epoch) and a resumed fit skips the rollouts already

@@ -13,7 +13,7 @@ Policy and value are trained by **one optimizer with two parameter groups** (``p
 value's learning rate may differ) under Lightning's automatic optimisation, which is what FSDP and DeepSpeed
 support (DESIGN.md section 5).
 
-Batch-size vocabulary (official values in brackets; see also `e2h.rl`)
+Batch-size vocabulary (official values in brackets; see also `e2h.rl.maths`)
 ---------------------------------------------------------------------
 - ``rollout_batch_size`` [512]: responses sampled with the current policy before any update, over all
   devices (one response per prompt). Reward scaling and advantage whitening use the whole rollout.
@@ -28,7 +28,7 @@ many times in a row, tagged with its position: on position 0 this module generat
 computes the reference log-probs, values, per-token rewards, GAE advantages and returns, and caches it; every
 position then trains on its own micro-batch of the cached rollout.
 
-A rollout, step by step (`e2h.rl` for the math, `e2h.rewards` for the shaping):
+A rollout, step by step (`e2h.rl.maths` for the math, `e2h.rl.rewards` for the shaping):
 
 1. sample one response per prompt (temperature, top-k, top-p; stop at EOS or ``max_new_tokens``), seeded
    from (``seed``, rollout number, rank) so a resumed run regenerates the same rollout;
@@ -37,7 +37,7 @@ A rollout, step by step (`e2h.rl` for the math, `e2h.rewards` for the shaping):
    character offsets), its final-token score for an ORM;
 4. per response, ``(token, reward)`` pairs: process rewards (``process_reward``: min / product / last
    shaping, or none), outcome (1/0 by the grader; ``hidden_outcome`` where the answer is hidden), ORM score,
-   format penalty, by `e2h.rewards.combine_rewards`; per-token rewards minus ``kl_coef`` x KL
+   format penalty, by `e2h.rl.rewards.combine_rewards`; per-token rewards minus ``kl_coef`` x KL
    (``kl_estimator`` k1 or k3, ``kl_clamp``; a fixed or adaptive coefficient);
 5. reward scaling by the std (mean kept), GAE (``gamma``, ``lam``), whitened advantages;
 6. per micro-batch: clipped policy loss + ``vf_coef`` x clipped value loss.
@@ -70,7 +70,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h import rl
+from e2h.rl import maths as rl
+from e2h.rl.kl import KL_KINDS, AdaptiveKLController, FixedKLController, kl_penalty
 from e2h.datamodules.ppo import RolloutPlan
 from e2h.generation.static_cache import static_generate
 from e2h.generation.sampling import BACKENDS, SamplingConfig
@@ -82,7 +83,7 @@ from e2h.evaluation import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
 from e2h.data.records import difficulty_group
 from e2h.strategies import gathered_parameters, generation_kwargs
-from e2h.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
+from e2h.rl.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
 from e2h.data.step_solutions import split_steps
 from e2h.text.alignment import step_char_spans, step_token_ranges
 from e2h.text.tokenizer import load_tokenizer
@@ -288,7 +289,7 @@ class PPOModule(LightningModule):
             process_reward: ``min``, ``product``, ``last`` (PRM step-score shaping) or None.
             process_upper_bound, process_bonus, process_scale: the shaping's bound, per-solution bonus, scale.
             orm_weight, orm_center: add ``orm_weight x (final-token score - orm_center)`` (an ORM reward).
-            penalty_scale: times `e2h.rewards.format_penalty` (0 off; -1 x scale at worst).
+            penalty_scale: times `e2h.rl.rewards.format_penalty` (0 off; -1 x scale at worst).
             kl_coef: the KL coefficient (the start value when `kl_target` is set: adaptive controller).
             kl_estimator, kl_clamp: ``k1`` or ``k3``; per-token KL clamped below at `kl_clamp` (None: off).
             kl_target, kl_horizon: adaptive KL (Ziegler et al.) towards `kl_target` per sequence.
@@ -315,8 +316,8 @@ class PPOModule(LightningModule):
             raise ValueError(f"unknown process_reward {process_reward!r}; choose one of {PROCESS_SCHEMES} or None")
         if generation_backend not in BACKENDS:
             raise ValueError(f"generation_backend must be one of {BACKENDS}, got {generation_backend!r}")
-        if kl_estimator not in rl.KL_KINDS:
-            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {rl.KL_KINDS}")
+        if kl_estimator not in KL_KINDS:
+            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {KL_KINDS}")
         for name, value in (("rollout_batch_size", rollout_batch_size), ("minibatch_size", minibatch_size),
                             ("ppo_epochs", ppo_epochs)):
             if value < 1:
@@ -333,7 +334,7 @@ class PPOModule(LightningModule):
         self.value: PreTrainedModel | None = None
         self.reward_model: PreTrainedModel | None = None
         self.kl_controller = (
-            rl.AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None else rl.FixedKLController(kl_coef)
+            AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None else FixedKLController(kl_coef)
         )
         self.eval_sampling = SamplingConfig(
             max_new_tokens=eval_max_new_tokens or max_new_tokens, stop=DEFAULT_STOP, backend=generation_backend
@@ -567,7 +568,7 @@ class PPOModule(LightningModule):
                 self.response_reward(valid, bool(stopped[b]), scored["rm_probs"][b][mask[b]], record.get("answer"))
             )
         placed = rl.place_rewards([r.pairs for r in rewards_per_response], mask.shape, device=ids.device)
-        kl = rl.kl_penalty(scored["old_logp"], scored["ref_logp"], h.kl_estimator, h.kl_clamp)
+        kl = kl_penalty(scored["old_logp"], scored["ref_logp"], h.kl_estimator, h.kl_clamp)
         kl_coef = self.kl_controller.value
         rewards = rl.token_rewards(placed, kl, kl_coef, mask)
         self._check_finite("per-token rewards", rewards, mask)

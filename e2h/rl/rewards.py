@@ -12,7 +12,7 @@ The paper's best PPO reward is "easy outcome + process" (DESIGN.md section 2). F
 - or, with an ORM, its final-token score (:func:`orm_reward`) as the terminal reward.
 
 :func:`combine_rewards` turns these into ``(token index, reward)`` pairs: each step's reward at its last
-token, outcome + penalty at the response's last token; `e2h.rl.place_rewards` makes them a dense tensor.
+token, outcome + penalty at the response's last token; `e2h.rl.maths.place_rewards` makes them a dense tensor.
 
 All three process schemes share one shape. Each step earns ``per_step_bonus / num_steps`` (so a whole
 solution earns the bonus once, whatever its length) plus a penalty part that is never positive, and the
