@@ -20,7 +20,7 @@ TOOLS = {
     "prm800k": "e2h.data.prm800k",
     "stats": "e2h.data_cli",
     "samples": "e2h.data.samples",
-    "report": "e2h.report",
+    "report": "e2h.eval.report",
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from e2h.data.files import atomic_write_text
-from e2h.report import new_figure, save_figure
+from e2h.eval.plots import new_figure, save_figure
 
 LEVELS = (1, 2, 3, 4, 5)
 GROUPS = ("easy", "hard", "all")
@@ -50,7 +50,8 @@ def _rerank_tables(report: dict[str, Any] | None, samples: Path) -> str:
     if report is None:
         if not samples.exists():
             return "(the sampling and re-ranking stages have not run)"
-        from e2h.data.samples import format_summary, read_samples, summarize
+        from e2h.data.samples import read_samples
+        from e2h.eval.sample_accuracy import format_summary, summarize
 
         return ("The re-ranking stage has not run; the samples alone (majority voting, pass@N):\n\n"
                 + format_summary(summarize(read_samples(samples))))

@@ -255,7 +255,7 @@ def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_p
 
 
 def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_appearance():
-    from e2h.reranking import group_answers, majority_vote
+    from e2h.eval.reranking import group_answers, majority_vote
 
     # "1/2" spelled three ways outvotes "3" said twice; None never votes.
     answers = ["3", "\\frac12", None, "0.5", "3", "\\frac{1}{2}"]

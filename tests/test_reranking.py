@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.report import build_report, format_markdown, main
-from e2h.reranking import (
+from e2h.eval.report import build_report, format_markdown, main
+from e2h.eval.reranking import (
     GradingCache,
     ProblemSamples,
     accuracy_at_n,
@@ -143,7 +143,7 @@ def test_subsets_enumerate_when_cheaper_and_sample_otherwise():
 
 
 def test_subset_seed_does_not_depend_on_the_process_hash_salt():
-    code = "from e2h.reranking import subset_rng, subsets; print(list(subsets(16, 4, 3, subset_rng(7, 'p', 4))))"
+    code = "from e2h.eval.reranking import subset_rng, subsets; print(list(subsets(16, 4, 3, subset_rng(7, 'p', 4))))"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": salt},
@@ -439,6 +439,6 @@ def test_exhaustive_report_is_exact_and_refuses_huge_enumerations(files, tmp_pat
     # only 3 random subsets per N, but --exhaustive takes all 6 pairs: majority at N=2 on A is exactly 5/6
     report = build_report(samples, {"orm": orm}, ns=[2], num_subsets=3, exhaustive=True)
     assert close(report.accuracy("majority", 2, "easy"), Fraction(5, 6))
-    monkeypatch.setattr("e2h.report.MAX_EXHAUSTIVE_SUBSETS", 5)  # C(4, 2) = 6 > 5
+    monkeypatch.setattr("e2h.eval.report.MAX_EXHAUSTIVE_SUBSETS", 5)  # C(4, 2) = 6 > 5
     with pytest.raises(DataError, match=r"--exhaustive: N \[2\] give more than 5 subsets of 4 samples"):
         build_report(samples, {"orm": orm}, ns=[1, 2], exhaustive=True)

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.data.samples import format_summary, main, read_samples, summarize
+from e2h.data.samples import main, read_samples
+from e2h.eval.sample_accuracy import format_summary, summarize
 
 
 def sample(pid, level, i, answer, gold):

@@ -14,7 +14,8 @@ from e2h.callbacks import ScoreWriter
 from e2h.cli import main
 from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
-from e2h.scoring import aggregate, completion_steps, default_reading, solution_score
+from e2h.data.step_solutions import completion_steps
+from e2h.eval.scoring import aggregate, default_reading, solution_score
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,

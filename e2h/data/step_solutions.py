@@ -50,6 +50,16 @@ def strip_answer_section(step: str) -> str:
     return head if found else step
 
 
+def completion_steps(completion: str) -> list[str]:
+    """The steps a reward model scores in a sampled completion: `split_steps`, blank chunks dropped.
+
+    A generator can write more than one blank line between steps; the chunks between them are blank and
+    have no content to judge (nor, for some tokenizers, a token of their own to read a score at), so they
+    are not steps. The scored text is the steps joined by the step separator.
+    """
+    return [step for step in split_steps(completion) if step.strip()]
+
+
 def _check_label(value: Any, what: str) -> int | None:
     # bool is an int subclass; JSON true/false is accepted as 1/0, anything else must be 0, 1 or null.
     if value is None:

@@ -36,7 +36,7 @@ from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
 from e2h.data.prompts import PromptFormat
 from e2h.data.samples import SAMPLE_FIELDS
-from e2h.scoring import completion_steps
+from e2h.data.step_solutions import completion_steps
 from e2h.data.step_solutions import StepSolution
 from e2h.text.encoding import IGNORE_LABEL, encode_step_solution
 from e2h.text.packing import collate_padded, pack_sequences

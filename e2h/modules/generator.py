@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from e2h.evaluation import GreedyAccuracy
+from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder

@@ -14,7 +14,7 @@ The loss is binary cross-entropy with logits, averaged over the labelled positio
   easy/hard group. Step metrics read the score at each labelled step's last token; outcome metrics read the
   solution score (the same number ``predict`` writes) against the outcome label.
 - ``predict``: score a generator's samples: ``step_scores`` (sigmoid of the head at each step's last
-  token) and the solution ``score`` (see `e2h.scoring`), as JSONL-ready dicts for `ScoreWriter`.
+  token) and the solution ``score`` (see `e2h.eval.scoring`), as JSONL-ready dicts for `ScoreWriter`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from transformers import AutoConfig, AutoModelForTokenClassification, PreTrained
 
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
-from e2h.evaluation import accuracy_keys
+from e2h.eval.greedy import accuracy_keys
 from e2h.data.records import difficulty_group
-from e2h.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
+from e2h.eval.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
 

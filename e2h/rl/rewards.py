@@ -17,7 +17,7 @@ token, outcome + penalty at the response's last token; `e2h.rl.maths.place_rewar
 All three process schemes share one shape. Each step earns ``per_step_bonus / num_steps`` (so a whole
 solution earns the bonus once, whatever its length) plus a penalty part that is never positive, and the
 penalties of one solution add up to ``min(0, S - upper_bound)``, where S is the solution score of the matching
-`e2h.scoring.aggregate` reading (min, product, last step). A solution whose score stays above the upper bound
+`e2h.eval.scoring.aggregate` reading (min, product, last step). A solution whose score stays above the upper bound
 is not penalised; below it, min and product put each part of the penalty on the step where the score
 dropped (credit assignment to the first bad step), last puts all of it on the last step.
 """

@@ -25,17 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from e2h.data.errors import DataError
-from e2h.data.files import atomic_path, atomic_write_text, read_jsonl
+from e2h.data.files import atomic_write_text, read_jsonl
 from e2h.data.records import parse_level
-from e2h.reranking import (
-    MAX_EXHAUSTIVE_SUBSETS,
+from e2h.eval.reranking import (
     GradingCache,
+    MAX_EXHAUSTIVE_SUBSETS,
     ProblemSamples,
     accuracy_by_subset,
     methods_for,
     ns_up_to,
 )
 from e2h.data.samples import read_samples
+from e2h.eval.plots import new_figure, save_figure
 
 SCORED_FIELDS = ("problem_id", "sample_index", "score")
 #: Scorer names become part of method names ("weighted:orm") and TensorBoard tags.
@@ -371,23 +372,6 @@ def write_plot(report: Report, path: str | Path) -> None:
     if handles:
         fig.legend(handles, labels, loc="outside right center", fontsize="small")
     save_figure(fig, path)
-
-
-def new_figure(size: tuple[float, float], panels: int, **subplots: Any) -> tuple[Any, Any]:
-    """A figure with `panels` axes in a row, on a bare Agg canvas (no pyplot): it needs no display and
-    leaves the process's matplotlib backend alone."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, panels, squeeze=False, **subplots)[0]
-
-
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
-    """PNG saved under a temporary name and renamed into place (never a half-written file)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def tensorboard_tag(subset: str, method: str) -> str:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from e2h.data.step_solutions import split_steps
-
 AGGREGATIONS = ("min", "product", "last", "mean")
 """Ways to turn step scores into a solution score (`aggregate`)."""
 FINAL = "final"
@@ -76,12 +74,3 @@ def solution_score(step_scores: Sequence[float], final_score: float, how: str) -
         return float(final_score)
     return aggregate(step_scores, how)
 
-
-def completion_steps(completion: str) -> list[str]:
-    """The steps a reward model scores in a sampled completion: `split_steps`, blank chunks dropped.
-
-    A generator can write more than one blank line between steps; the chunks between them are blank and
-    have no content to judge (nor, for some tokenizers, a token of their own to read a score at), so they
-    are not steps. The scored text is the steps joined by the step separator.
-    """
-    return [step for step in split_steps(completion) if step.strip()]
