@@ -68,7 +68,7 @@ def _config(name: str) -> str:
 
 
 def _metrics(path: str = "metrics.json") -> list[str]:
-    return ["--trainer.callbacks+", "e2h.callbacks.MetricsFile", "--trainer.callbacks.path", path]
+    return ["--trainer.callbacks+", "e2h.training.callbacks.MetricsFile", "--trainer.callbacks.path", path]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from e2h.callbacks import SampleWriter, complete_problems
+from e2h.training.callbacks import SampleWriter, complete_problems
 from e2h.cli import main
 from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
 from e2h.generation.sampling import cut_at_stop
 from e2h.data.metamath import metamath_to_problems, split_metamath_response
 from e2h.modules import GeneratorModule
 from e2h.data.records import Problem
-from e2h.schedules import warmup_cosine_factor
+from e2h.training.schedules import warmup_cosine_factor
 from e2h.text.tokenizer import build_char_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,8 +208,10 @@ def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny
 
 def write_sampling_config(tmp_path, model_dir, output, limit=6, num_samples=3) -> list[str]:
     override = {
-        "trainer": {"callbacks": [{"class_path": "e2h.callbacks.SampleWriter", "init_args": {"output": str(output)}}],
-                    "enable_progress_bar": False},
+        "trainer": {
+            "callbacks": [{"class_path": "e2h.training.callbacks.SampleWriter", "init_args": {"output": str(output)}}],
+            "enable_progress_bar": False,
+        },
         "model": {"init_args": {"model": model_dir, "num_samples": num_samples, "max_new_tokens": 12}},
         "data": {"init_args": {"predict": {"source": "synthetic", "split": "test", "levels": [1, 2, 3],
                                            "limit": limit, "synthetic_per_level": SMALL_SYNTHETIC},

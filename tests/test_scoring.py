@@ -10,7 +10,7 @@ import torch
 import yaml
 from transformers import AutoModelForTokenClassification
 
-from e2h.callbacks import ScoreWriter
+from e2h.training.callbacks import ScoreWriter
 from e2h.cli import main
 from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
@@ -120,8 +120,10 @@ def read_lines(path) -> list[dict]:
 
 def score_args(tmp_path, model_dir, samples_path, output, **model_args) -> list[str]:
     override = {
-        "trainer": {"callbacks": [{"class_path": "e2h.callbacks.ScoreWriter", "init_args": {"output": str(output)}}],
-                    "enable_progress_bar": False},
+        "trainer": {
+            "callbacks": [{"class_path": "e2h.training.callbacks.ScoreWriter", "init_args": {"output": str(output)}}],
+            "enable_progress_bar": False,
+        },
         "model": {"init_args": {"model": model_dir, **model_args}},
         "data": {"init_args": {"predict": {"path": str(samples_path)}, "eval_batch_size": 2}},
     }

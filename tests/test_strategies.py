@@ -20,7 +20,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from e2h.cli import build_cli
 from e2h.data.files import atomic_folder
-from e2h.strategies import DecoderLayerFSDP, DeepSpeedZeRO, decoder_layer_classes, top_level_models
+from e2h.training.strategies import DecoderLayerFSDP, DeepSpeedZeRO, decoder_layer_classes, top_level_models
 
 STRATEGIES = {
     "ddp.yaml": DDPStrategy,
@@ -133,7 +133,7 @@ def _ddp_fit(tmp_path: Path, config: str, overrides: list[str]) -> dict:
         "--trainer.default_root_dir", str(out), "--trainer.callbacks", "[]",
         "--trainer.callbacks+", "lightning.pytorch.callbacks.ModelCheckpoint",
         "--trainer.callbacks.dirpath", str(out / "checkpoints"), "--trainer.callbacks.save_on_train_epoch_end", "true",
-        "--trainer.callbacks+", "e2h.callbacks.ExportHF", "--trainer.callbacks.folder", str(out / "hf"),
+        "--trainer.callbacks+", "e2h.training.callbacks.ExportHF", "--trainer.callbacks.folder", str(out / "hf"),
         "--data.init_args.batch_size", str(BATCH),
     ] + overrides
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

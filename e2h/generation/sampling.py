@@ -78,8 +78,9 @@ def generate_completions(
 ) -> list[list[Completion]]:
     """`num_samples` completions for each prompt (outer list follows `prompts`).
 
-    `generate_kwargs` go to `model.generate` (e.g. `synced_gpus` under FSDP, `e2h.strategies.generation_kwargs`);
-    given any, the `generate` backend is used (the static loop has no way to keep sharded ranks in step).
+    `generate_kwargs` go to `model.generate` (e.g. `synced_gpus` under FSDP,
+    `e2h.training.strategies.generation_kwargs`); given any, the `generate` backend is used (the static loop has
+    no way to keep sharded ranks in step).
     """
     if not prompts:
         return []

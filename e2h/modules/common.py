@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from e2h.data.files import atomic_folder
-from e2h.strategies import full_state_dict, gathered_parameters, unwrapped
+from e2h.training.strategies import full_state_dict, gathered_parameters, unwrapped
 from e2h.text.packing import block_causal_mask
 
 
@@ -22,7 +22,7 @@ def optimizer_config(
 ) -> Any:
     """What `configure_optimizers` returns: the injected optimizer, and its schedule stepped every step.
 
-    `e2h.schedules.WarmupCosineLR` with `total_steps: null` runs until the end: it is told the trainer's
+    `e2h.training.schedules.WarmupCosineLR` with `total_steps: null` runs until the end: it is told the trainer's
     estimated number of steps here.
     """
     optimizer = optimizer_factory(params)

@@ -21,7 +21,7 @@ from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
-from e2h.strategies import gathered_parameters, generation_kwargs
+from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
 from e2h.text.tokenizer import load_tokenizer
 

@@ -82,7 +82,7 @@ from e2h.modules.reward_model import build_reward_backbone
 from e2h.eval.greedy import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
 from e2h.data.records import difficulty_group
-from e2h.strategies import gathered_parameters, generation_kwargs
+from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.rl.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
 from e2h.data.step_solutions import split_steps
 from e2h.text.alignment import step_char_spans, step_token_ranges
@@ -276,7 +276,7 @@ class PPOModule(LightningModule):
                 None for a final-answer-only reward (``process_reward: null``, ``orm_weight: 0``).
             dtype, attn_implementation, gradient_checkpointing: as for the generator (policy and value).
             optimizer: one optimizer, called with two parameter groups (``policy``, ``value``).
-            lr_scheduler: e.g. ``e2h.schedules.WarmupCosineLR`` (steps are optimizer steps).
+            lr_scheduler: e.g. ``e2h.training.schedules.WarmupCosineLR`` (steps are optimizer steps).
             value_lr: the value group's learning rate; default: the optimizer's.
             rollout_batch_size, minibatch_size, ppo_epochs: see the module docstring (totals over devices).
             generation_batch_size: prompts per `generate` call (memory); default: the whole rollout.
