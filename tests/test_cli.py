@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from e2h.cli import main
+from e2h.cli.main import main
 
 
 def run_e2h(*args):

@@ -13,7 +13,7 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from e2h.cli import build_cli
+from e2h.cli.main import build_cli
 from e2h.text.tokenizer import build_char_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]

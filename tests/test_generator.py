@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from e2h.training.callbacks import SampleWriter, complete_problems
-from e2h.cli import main
+from e2h.cli.main import main
 from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
 from e2h.generation.sampling import cut_at_stop
 from e2h.data.metamath import metamath_to_problems, split_metamath_response

@@ -9,7 +9,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
 
-from e2h.cli import main
+from e2h.cli.main import main
 from e2h.datamodules import ProblemSource
 from e2h.datamodules.ppo import PPOPromptsDataModule, RolloutBatchSampler, hide_answers
 from e2h.modules import PPOModule

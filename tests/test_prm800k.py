@@ -16,13 +16,13 @@ import pytest
 
 from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
+from e2h.cli.prm800k import main
 from e2h.data.prm800k import (
     convert_raw,
     convert_raw_with_counts,
     convert_stepwise_critique,
     convert_stepwise_critique_with_counts,
     levels_by_problem,
-    main,
     rating_to_label,
     read_raw,
 )

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.eval.report import build_report, format_markdown, main
+from e2h.cli.report import main
+from e2h.eval.report import build_report, format_markdown
 from e2h.eval.reranking import (
     GradingCache,
     ProblemSamples,

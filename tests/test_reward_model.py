@@ -12,7 +12,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import AutoModelForTokenClassification, LlamaConfig, LlamaForCausalLM
 
-from e2h.cli import main
+from e2h.cli.main import main
 from e2h.datamodules import StepsDataModule, StepSource
 from e2h.datamodules.steps import LabelledExample, encode_example, question_from_prompt, sample_solution
 from e2h.data.errors import DataError

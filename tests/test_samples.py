@@ -3,7 +3,8 @@ import json
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.data.samples import main, read_samples
+from e2h.cli.samples import main
+from e2h.data.samples import read_samples
 from e2h.eval.sample_accuracy import format_summary, summarize
 
 

@@ -11,7 +11,7 @@ import yaml
 from transformers import AutoModelForTokenClassification
 
 from e2h.training.callbacks import ScoreWriter
-from e2h.cli import main
+from e2h.cli.main import main
 from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
 from e2h.data.step_solutions import completion_steps

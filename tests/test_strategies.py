@@ -18,7 +18,7 @@ from test_configs import REPO, config_chain, experiment_configs, placeholder_ove
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from e2h.cli import build_cli
+from e2h.cli.main import build_cli
 from e2h.data.files import atomic_folder
 from e2h.training.strategies import DecoderLayerFSDP, DeepSpeedZeRO, decoder_layer_classes, top_level_models
 

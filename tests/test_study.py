@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from e2h import study
-from e2h.study import Plan, command, done_marker, math_plan, tiny_plan
-from e2h.study_report import write_report
+from e2h.cli.study import main as study_main
+from e2h.study import runner
+from e2h.study.plan import PROFILES, Plan, command, done_marker, math_plan, tiny_plan
+from e2h.study.report import write_report
 
 
 def _configs(plan: Plan) -> list[Path]:
@@ -34,8 +35,8 @@ def test_plan_uses_shipped_configs_in_dependency_order(make, tmp_path):
             "rerank", "ppo_prm", "ppo_outcome", "eval_ppo_prm", "eval_ppo_outcome"} <= names
     # sampling and PPO start from the Easy-to-Hard generator, never from the full one; so do the MATH
     # reward models (the tiny ones train from scratch)
-    easy_hf = plan.path("main", f"runs/{plan.profile}/{study.PROFILES[plan.profile]['sft_easy_dir']}/hf")
-    full_hf = plan.path("full", f"runs/{plan.profile}/{study.PROFILES[plan.profile]['sft_full_dir']}/hf")
+    easy_hf = plan.path("main", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_easy_dir']}/hf")
+    full_hf = plan.path("full", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_full_dir']}/hf")
     rms = ("orm", "prm", "oprm") if plan.profile == "math" else ()
     for name in ("ppo_prm", "ppo_outcome", "sample", *rms):
         (stage,) = [s for s in plan.stages if s.name == name]
@@ -77,12 +78,12 @@ def test_run_skips_finished_stages_and_respects_dependencies(tmp_path, monkeypat
         done_marker(plan, stage).write_text('{"seconds": 0.05}')
         return 0.05
 
-    monkeypatch.setattr(study, "run_stage", fake_run_stage)
-    study.run(plan, jobs=2)
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    runner.run(plan, jobs=2)
     assert "start a" not in events
     assert events.index("end b") < events.index("start c") < events.index("end c") < events.index("start d")
     events.clear()
-    study.run(plan, jobs=2)  # everything done: nothing runs again
+    runner.run(plan, jobs=2)  # everything done: nothing runs again
     assert events == []
 
 
@@ -91,7 +92,7 @@ def test_a_failed_stage_stops_the_study_naming_its_log(tmp_path, monkeypatch):
     plan.add("broken", "w", ["fit", "--config", "/nonexistent.yaml"])
     plan.add("after", "w", ["fit"], after=["broken"])
     with pytest.raises(RuntimeError, match=r"stage broken failed .*logs/broken.log"):
-        study.run(plan)
+        runner.run(plan)
     assert not done_marker(plan, plan.stages[0]).exists()
     assert "nonexistent.yaml" in (tmp_path / "logs" / "broken.log").read_text()
 
@@ -133,7 +134,7 @@ def test_report_tables_hold_the_measured_numbers(tmp_path):
 def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     """Every stage of the tiny profile, each cut to a few steps (numbers meaningless), then the report:
     the commands, configs and hand-offs between stages are the real ones."""
-    assert study.main(["--profile", "tiny", "--smoke", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    assert study_main(["--profile", "tiny", "--smoke", "--jobs", "2", "--out", str(tmp_path)]) == 0
     plan = tiny_plan(tmp_path)
     assert all(done_marker(plan, s).exists() for s in plan.stages)
     text = (tmp_path / "report" / "study.md").read_text()
@@ -144,7 +145,7 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     report = json.loads((tmp_path / "report" / "rerank" / "report.json").read_text())
     assert set(report["scorers"]) == {"orm", "prm", "oprm"}
     # a second run finds everything done and only rewrites the report
-    assert study.main(["--profile", "tiny", "--smoke", "--out", str(tmp_path)]) == 0
+    assert study_main(["--profile", "tiny", "--smoke", "--out", str(tmp_path)]) == 0
 
 
 def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
@@ -156,7 +157,7 @@ def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
         done_marker(plan, stage).write_text('{"seconds": 1}')
         return 1.0
 
-    monkeypatch.setattr(study, "run_stage", fake_run_stage)
-    assert study.main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    assert study_main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
     assert ran == ["sft_easy", "eval_sft_easy", "sample"]
     assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()

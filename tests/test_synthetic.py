@@ -8,6 +8,7 @@ import pytest
 
 from e2h.data.files import read_jsonl
 from e2h.data.step_solutions import STEP_SEPARATOR, read_step_solutions
+from e2h.cli.synth import main
 from e2h.data.synthetic import (
     answer_of,
     check_steps,
@@ -17,7 +18,6 @@ from e2h.data.synthetic import (
     generate_step_solutions,
     label_steps,
     level_capacity,
-    main,
     num_operations,
     solve_steps,
     write_benchmark,

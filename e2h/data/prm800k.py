@@ -21,22 +21,20 @@ Problem-level selection (shared by both layouts):
 * ``exclude_problems``: problem texts to drop (MATH500, the held-out test split), compared normalised.
 * Exact duplicate examples (same problem text, steps and labels) are dropped; the first is kept.
 
-The CLI (`main`) writes the examples as step-labelled JSONL and prints what it kept and dropped.
+`convert_files` reads PRM800K files the way ``e2h data prm800k`` does (errors name file:line).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
 from e2h.data.records import Problem, load_problems, normalize_problem_text
-from e2h.data.step_solutions import StepSolution, write_step_solutions
+from e2h.data.step_solutions import StepSolution
 
 NeutralPolicy = Literal["positive", "negative", "drop"]
 NEUTRAL_POLICIES: tuple[str, ...] = ("positive", "negative", "drop")
@@ -346,7 +344,7 @@ def convert_stepwise_critique(
     return examples
 
 
-def _jsonl_files(path: str | Path | Iterable[str | Path]) -> list[Path]:
+def jsonl_files(path: str | Path | Iterable[str | Path]) -> list[Path]:
     """A file, a folder (its ``*.jsonl`` files, sorted) or a list of either, as a list of files."""
     if isinstance(path, (str, Path)):
         p = Path(path)
@@ -356,11 +354,11 @@ def _jsonl_files(path: str | Path | Iterable[str | Path]) -> list[Path]:
                 raise DataError(f"{p}: folder holds no .jsonl files")
             return files
         return [p]
-    return [f for item in path for f in _jsonl_files(item)]
+    return [f for item in path for f in jsonl_files(item)]
 
 
 def _read_located(path: str | Path | Iterable[str | Path]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for file in _jsonl_files(path):
+    for file in jsonl_files(path):
         for lineno, obj in read_jsonl(file):
             yield f"{file}:{lineno}", obj
 
@@ -381,58 +379,21 @@ def _problems_from_file(path: str) -> set[str]:
     return {p.problem for p in load_problems(path)}
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="e2h data prm800k",
-        description="Convert PRM800K step ratings into step-labelled JSONL (one example per rated step).",
-    )
-    ap.add_argument("--input", nargs="+", required=True, metavar="PATH", help="jsonl files or folders")
-    ap.add_argument(
-        "--format",
-        choices=("raw", "stepwise"),
-        default="raw",
-        help="raw PRM800K records, or the denormalised stepwise-critique layout (default: raw)",
-    )
-    ap.add_argument("--out", required=True, metavar="OUT.jsonl", help="step-labelled jsonl to write")
-    ap.add_argument(
-        "--neutral",
-        choices=NEUTRAL_POLICIES,
-        default="positive",
-        help="label for neutral (0) ratings: positive = 1 (official), negative = 0, drop = skip",
-    )
-    ap.add_argument("--math", metavar="PATH", help="MATH-schema jsonl giving each problem's level")
-    ap.add_argument("--levels", nargs="+", type=int, metavar="N", help="keep these levels (needs --math)")
-    ap.add_argument("--exclude", metavar="PATH", help="MATH-schema jsonl of problems to drop (e.g. MATH500)")
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: convert, write atomically, print counts. Returns 0, or 1 on bad input data."""
-    ap = _parser()
-    args = ap.parse_args(argv)
-    if args.levels is not None and args.math is None:
-        ap.error("--levels needs --math (the MATH split that gives each problem's level)")
-    try:
-        levels_of = _problem_levels_from_file(args.math) if args.math else None
-        excluded = _problems_from_file(args.exclude) if args.exclude else set()
-        # Reading through _read_located makes errors name file:line rather than a record number.
-        walk = _walk_record if args.format == "raw" else _stepwise_example
-        examples, counts = _convert(
-            _read_located(args.input), walk, args.neutral, levels_of, args.levels, excluded
-        )
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    write_step_solutions(examples, args.out)
-    unit = "records" if args.format == "raw" else "rows"
-    print(f"read {counts.inputs} {unit} from {len(_jsonl_files(args.input))} file(s)")
-    print(f"wrote {counts.examples} examples to {args.out} (label 1: {counts.positive}, label 0: {counts.negative})")
-    print(
-        f"skipped: unrated {counts.unrated}, neutral dropped {counts.neutral_dropped}, "
-        f"held-out {counts.held_out_dropped}, level {counts.level_dropped}, duplicates {counts.duplicates_dropped}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def convert_files(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: Literal["raw", "stepwise"] = "raw",
+    neutral: NeutralPolicy = "positive",
+    math: str | None = None,
+    levels: Collection[int] | None = None,
+    exclude: str | None = None,
+) -> tuple[list[StepSolution], ConversionCounts]:
+    """Convert PRM800K files (a file, a folder of ``*.jsonl`` files, or a list of those) in the raw or the
+    stepwise-critique layout. `math` is a MATH-schema problem file giving each problem's level (needed by
+    `levels`); `exclude` a problem file to drop (e.g. MATH500). Errors name the file and line."""
+    if levels is not None and math is None:
+        raise ValueError("filtering by levels needs the MATH problem file that gives each problem's level")
+    levels_of = _problem_levels_from_file(math) if math else None
+    excluded = _problems_from_file(exclude) if exclude else set()
+    walk = _walk_record if layout == "raw" else _stepwise_example
+    return _convert(_read_located(paths), walk, neutral, levels_of, levels, excluded)

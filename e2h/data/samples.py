@@ -5,8 +5,6 @@ One line per sample: problem_id, level, sample_index, prompt, completion, answer
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +25,3 @@ def read_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not by_problem:
         raise DataError(f"{path}: no samples")
     return by_problem
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="e2h data samples",
-        description="Accuracy by level of a samples file written by `e2h predict`: mean accuracy of single "
-        "samples, majority voting over the N samples of each problem, and pass@N (any sample correct).",
-    )
-    parser.add_argument("samples", help="samples JSONL")
-    args = parser.parse_args(argv)
-    from e2h.eval.sample_accuracy import format_summary, summarize
-
-    print(format_summary(summarize(read_samples(args.samples))))
-    return 0

@@ -23,21 +23,18 @@ Run ``python -m e2h.data.synthetic --help`` (or ``e2h data synth``) to write a t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 import re
-from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from e2h.data.files import atomic_write_jsonl, read_jsonl
+from e2h.data.files import atomic_write_jsonl
 from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.step_solutions import (
     ANSWER_HEADING,
     STEP_SEPARATOR,
     StepSolution,
-    read_step_solutions,
     strip_answer_section,
     write_step_solutions,
 )
@@ -465,71 +462,3 @@ def write_benchmark(
     write_step_solutions(train_steps, paths["train_steps"])
     write_step_solutions(test_steps, paths["test_steps"])
     return paths
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-
-_DESCRIPTION = """\
-Write a synthetic easy-to-hard benchmark with exactly checkable steps.
-
-Problems are chains of single-digit + and - modulo 10; a level-L problem has L+1 operations. Each
-solution step does the first operation and restates what remains:
-
-  problem  6+4+7-5+9
-  steps    6+4=0 0+7-5+9 | 0+7=7 7-5+9 | 7-5=2 2+9 | 2+9=1     answer 1
-
-Files written to --out:
-  train.jsonl, test.jsonl              problems in the MATH schema (disjoint problem texts)
-  train_steps.jsonl, test_steps.jsonl  one solution per problem with step labels (PRM800K style:
-                                       none after the first wrong step) and an outcome label;
-                                       --wrong-fraction of them contain one wrong step
-
-Level 1 has 4,000 distinct problems; each further level multiplies that by 20.
-"""
-
-
-def _describe(problems_or_solutions: Sequence[Problem] | Sequence[StepSolution]) -> str:
-    counts = Counter(item.level for item in problems_or_solutions)
-    return ", ".join(f"L{level} {counts[level]}" for level in sorted(counts))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``e2h data synth``); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="e2h data synth", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    parser.add_argument("--train-per-level", type=int, default=1000, help="train problems per level (default 1000)")
-    parser.add_argument("--test-per-level", type=int, default=100, help="test problems per level (default 100)")
-    parser.add_argument(
-        "--levels", type=int, nargs="+", default=list(ALL_LEVELS), help="levels to generate (default 1 2 3 4 5)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
-    parser.add_argument(
-        "--wrong-fraction",
-        type=float,
-        default=0.5,
-        help="fraction of step-labelled solutions given one wrong step (default 0.5)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        paths = write_benchmark(
-            args.out, args.train_per_level, args.test_per_level, args.levels, args.seed, args.wrong_fraction
-        )
-    except ValueError as e:
-        parser.error(str(e))
-    # Report from the files themselves, so what is printed is what was written.
-    for name, path in paths.items():
-        if name.endswith("_steps"):
-            solutions = list(read_step_solutions(path))
-            n_wrong = sum(0 in s.labels for s in solutions)
-            print(f"wrote {path}: {len(solutions)} solutions ({_describe(solutions)}; {n_wrong} with a wrong step)")
-        else:
-            problems = [Problem(**row) for _, row in read_jsonl(path)]
-            print(f"wrote {path}: {len(problems)} problems ({_describe(problems)})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

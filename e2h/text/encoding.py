@@ -12,7 +12,6 @@ tokenizer's template, e.g. a Llama BOS) and the response on its own, then concat
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from transformers import PreTrainedTokenizerBase

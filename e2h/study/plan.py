@@ -1,9 +1,5 @@
-"""The easy-to-hard study end to end: every stage as an `e2h` command, run in dependency order, skipped when
-done, then one report.
-
-    python bin/study.py --profile tiny                       # the synthetic benchmark on CPU
-    python bin/study.py --profile math --model MODEL         # MATH train / MATH500, GPUs
-    python bin/study.py --profile tiny --dry-run             # print the plan (stages and commands)
+"""The easy-to-hard study's plan: every stage of the paper's comparison as an `e2h` command, in dependency
+order (`e2h.study.runner` runs it, `e2h.study.report` reads what the stages wrote).
 
 Each stage is one command line with the shipped configs (the same a user types, printed in the plan). The
 configs write to paths such as ``runs/tiny/sft``; each arm of the study (Easy-to-Hard SFT and what builds
@@ -17,19 +13,16 @@ by side with ``--jobs N`` (each gets cores / N threads).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2h.data.files import atomic_write_text
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+# What stages write where the report reads it: names shared by the plan and `e2h.study.report`.
+METRICS_FILE = "metrics.json"  # a validate / test stage's metrics (MetricsFile), in its workspace
+SAMPLES_FILE = "samples.jsonl"  # the sampling stage's output, under the profile's runs/ folder
+REPORT_FOLDER = "report"  # the study's report, and the workspace of the re-ranking report inside it
+RERANK_FOLDER = "rerank"
 
 
 @dataclass(frozen=True)
@@ -62,12 +55,41 @@ class Plan:
         """An absolute path to `relative` inside a workspace (how stages read each other's outputs)."""
         return str((self.out / workspace / relative).resolve())
 
+    def stage(self, name: str) -> Stage:
+        """The stage called `name`; a KeyError naming the stages there are otherwise."""
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"the {self.profile} plan has no stage {name!r}; its stages: {[s.name for s in self.stages]}")
+
+    @property
+    def runs(self) -> str:
+        """Where the profile's configs write, relative to a workspace."""
+        return f"runs/{self.profile}"
+
+    def metrics_file(self, name: str) -> Path:
+        """The metrics a validate / test stage wrote."""
+        return self.out / self.stage(name).workspace / METRICS_FILE
+
+    def ppo_folder(self, name: str) -> Path:
+        """The run folder of a PPO stage (its TensorBoard logs, checkpoints and export)."""
+        return self.out / self.stage(name).workspace / self.runs / PROFILES[self.profile]["ppo_dir"]
+
+    def samples_file(self) -> Path:
+        return self.out / self.stage("sample").workspace / self.runs / SAMPLES_FILE
+
+    def report_folder(self) -> Path:
+        return self.out / REPORT_FOLDER
+
+    def rerank_report(self) -> Path:
+        return self.out / self.stage("rerank").workspace / RERANK_FOLDER / "report.json"
+
 
 def _config(name: str) -> str:
     return str(REPO / "configs" / name)
 
 
-def _metrics(path: str = "metrics.json") -> list[str]:
+def _metrics(path: str = METRICS_FILE) -> list[str]:
     return ["--trainer.callbacks+", "e2h.training.callbacks.MetricsFile", "--trainer.callbacks.path", path]
 
 
@@ -151,7 +173,7 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
     for rm in ("orm", "prm", "oprm"):
         p.add(rm, "main", ["fit", "--config", c(rm), *rm_init], after=rm_inputs,
               checkpoints=f"{runs}/{rm}/checkpoints", about=f"{rm.upper()} trained on levels 1-3")
-    samples = p.path("main", f"{runs}/samples.jsonl")
+    samples = str(p.samples_file().resolve())
     supervision = {"orm": "outcome", "prm": "process", "oprm": "both"}
     for rm in ("orm", "prm", "oprm"):
         p.add(f"score_{rm}", f"score_{rm}", ["predict", "--config", c("score"),
@@ -160,7 +182,8 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
               after=["sample", rm], about=f"{rm.upper()} scores of the samples")
     scored = f"{runs}/{k['scored']}"
     scores = [f"{rm}={p.path(f'score_{rm}', scored)}" for rm in ("orm", "prm", "oprm")]
-    p.add("rerank", "report", ["data", "report", "--samples", samples, "--scores", *scores, "--out", "rerank"],
+    p.add("rerank", REPORT_FOLDER,
+          ["data", "report", "--samples", samples, "--scores", *scores, "--out", RERANK_FOLDER],
           after=["score_orm", "score_prm", "score_oprm"], about="majority / weighted / best-of-N against N")
 
     # PPO with the easy-supervised PRM, and the final-answer-only baseline; then greedy accuracy by level.
@@ -210,96 +233,3 @@ def command(stage: Stage, plan: Plan) -> list[str]:
 
 def done_marker(plan: Plan, stage: Stage) -> Path:
     return plan.out / ".done" / stage.name
-
-
-def run_stage(stage: Stage, plan: Plan, threads: int) -> float:
-    workspace = plan.out / stage.workspace
-    workspace.mkdir(parents=True, exist_ok=True)
-    cmd = command(stage, plan)
-    log = plan.out / "logs" / f"{stage.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    start = time.perf_counter()
-    with log.open("w") as f:
-        f.write("$ " + " ".join(cmd) + f"\n# in {workspace}\n\n")
-        f.flush()
-        done = subprocess.run(cmd, cwd=workspace, env=env, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"stage {stage.name} failed (exit {done.returncode}); its output: {log}")
-    atomic_write_text(json.dumps({"seconds": round(seconds, 1), "command": cmd}) + "\n", done_marker(plan, stage))
-    return seconds
-
-
-def run(plan: Plan, jobs: int = 1, only: set[str] | None = None) -> None:
-    """Run every stage not yet done, `jobs` at a time, each after the stages it needs."""
-    threads = max((os.cpu_count() or 1) // jobs, 1)
-    todo = {s.name: s for s in plan.stages if not done_marker(plan, s).exists() and (only is None or s.name in only)}
-    finished = {s.name for s in plan.stages if done_marker(plan, s).exists()}
-    for s in plan.stages:
-        if s.name in finished:
-            print(f"[study] {s.name}: done before, skipped", flush=True)
-    running: dict[Future, Stage] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        while todo or running:
-            ready = [s for s in todo.values() if all(a in finished for a in s.after)]
-            for s in ready[: jobs - len(running)]:
-                print(f"[study] {s.name}: {s.about} ...", flush=True)
-                running[pool.submit(run_stage, s, plan, threads)] = todo.pop(s.name)
-            if not running:
-                blocked = ", ".join(f"{s.name} (needs {[a for a in s.after if a not in finished]})" for s in todo.values())
-                raise RuntimeError(f"stages cannot run, their inputs were not selected or failed: {blocked}")
-            complete, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in complete:
-                stage = running.pop(future)
-                seconds = future.result()  # a failed stage stops the study, with its log named
-                finished.add(stage.name)
-                print(f"[study] {stage.name}: done in {seconds:.0f} s", flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bin/study.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=["tiny", "math"], default="tiny")
-    parser.add_argument("--model", help="math profile: the base model (Hugging Face path or hub id)")
-    parser.add_argument("--prm800k", help="math profile: PRM800K phase-2 train file (raw schema, JSONL)")
-    parser.add_argument("--out", help="the study's folder (default: runs/study-PROFILE)")
-    parser.add_argument("--jobs", type=int, default=1, help="stages run side by side (CPU profile: 2 on 2 cores)")
-    parser.add_argument("--stages", nargs="+", help="run only these stages (their inputs must be done)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"only {', '.join(QUICK_STAGES)}: the generator side of the study (~15 minutes on 2 CPU cores)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="cut every stage to a few steps and batches: checks the pipeline end to end (minutes)")
-    parser.add_argument("--dry-run", action="store_true", help="print the stages and their commands, run nothing")
-    args = parser.parse_args(argv)
-    out = Path(args.out or f"runs/study-{args.profile}").resolve()
-    if args.profile == "math":
-        if not args.model or not args.prm800k:
-            parser.error("--profile math needs --model (a Hugging Face path or hub id) and --prm800k FILE")
-        plan = math_plan(out, args.model, str(Path(args.prm800k).resolve()))
-    else:
-        plan = tiny_plan(out)
-    plan.smoke = args.smoke
-    unknown = set(args.stages or ()) - {s.name for s in plan.stages}
-    if unknown:
-        parser.error(f"unknown stages {sorted(unknown)}; the stages are: {[s.name for s in plan.stages]}")
-    if args.dry_run:
-        for s in plan.stages:
-            print(f"# {s.name}: {s.about} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
-            print(" ".join(command(s, plan)))
-        return 0
-    if args.quick and args.stages:
-        parser.error("--quick chooses the stages itself; give --quick or --stages, not both")
-    stages = set(QUICK_STAGES) if args.quick else set(args.stages) if args.stages else None
-    start = time.perf_counter()
-    run(plan, args.jobs, stages)
-    from e2h.study_report import write_report
-
-    report = write_report(plan)
-    print(report.read_text(), flush=True)
-    print(f"[study] finished in {time.perf_counter() - start:.0f} s; report: {report}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

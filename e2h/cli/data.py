@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 
 TOOLS = {
-    "synth": "e2h.data.synthetic",
-    "prm800k": "e2h.data.prm800k",
-    "stats": "e2h.data_cli",
-    "samples": "e2h.data.samples",
-    "report": "e2h.eval.report",
+    "synth": "e2h.cli.synth",
+    "prm800k": "e2h.cli.prm800k",
+    "stats": "e2h.cli.data",
+    "samples": "e2h.cli.samples",
+    "report": "e2h.cli.report",
 }
 
 

@@ -22,6 +22,7 @@ import torch
 
 from e2h.data.files import atomic_write_text
 from e2h.eval.plots import new_figure, save_figure
+from e2h.study.plan import Plan, done_marker
 
 LEVELS = (1, 2, 3, 4, 5)
 GROUPS = ("easy", "hard", "all")
@@ -122,15 +123,11 @@ def _plot_levels(rows: dict[str, list[str]], path: Path, title: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def write_report(plan: Any) -> Path:
+def write_report(plan: Plan) -> Path:
     """Write `report/study.md` (and PNGs beside it) in the study's folder; returns its path."""
-    from e2h.study import PROFILES, done_marker
-
-    out, k = plan.out, PROFILES[plan.profile]
-    runs = f"runs/{plan.profile}"
-    folder = out / "report"
+    folder = plan.report_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = lambda ws: _read_json(out / ws / "metrics.json")  # noqa: E731
+    metrics = lambda name: _read_json(plan.metrics_file(name))  # noqa: E731
     header = ["", *[f"L{lv}" for lv in LEVELS], "easy (1-3)", "hard (4-5)", "all"]
 
     generators = {
@@ -148,11 +145,11 @@ def write_report(plan: Any) -> Path:
     _plot_levels(generators, folder / "generators.png", "generators: greedy accuracy by level")
     _plot_levels(ppo, folder / "ppo.png", "PPO against its SFT start: greedy accuracy by level")
     curves = {
-        "PRM reward": _tensorboard_scalars(out / "main" / runs / k["ppo_dir"], PPO_TAGS),
-        "final answer only": _tensorboard_scalars(out / "ppo_outcome" / runs / k["ppo_dir"], PPO_TAGS),
+        "PRM reward": _tensorboard_scalars(plan.ppo_folder("ppo_prm"), PPO_TAGS),
+        "final answer only": _tensorboard_scalars(plan.ppo_folder("ppo_outcome"), PPO_TAGS),
     }
     has_curves = _plot_ppo(curves, folder / "ppo_curves.png")
-    rerank = _read_json(out / "report" / "rerank" / "report.json")
+    rerank = _read_json(plan.rerank_report())
 
     times, spans = [], []
     for stage in plan.stages:
@@ -180,7 +177,7 @@ def write_report(plan: Any) -> Path:
 Measured {time.strftime('%Y-%m-%d %H:%M', time.localtime())} on {device} (torch {torch.__version__}, Python
 {platform.python_version()}). Every number below is one run with the seeds in the configs
 (`seed_everything: 0`); sizes are those of the configs under `configs/{plan.profile}/` named in each stage's
-command (`{out.name}/logs/STAGE.log` starts with it). Wall time from the first stage's start to the last
+command (`{plan.out.name}/logs/STAGE.log` starts with it). Wall time from the first stage's start to the last
 stage's end: {wall:.0f} s ({wall / 60:.0f} min); the stages' own times add up to {total:.0f} s (stages ran side
 by side).
 
@@ -196,7 +193,7 @@ Majority voting, weighted voting (sum of a reward model's solution scores per an
 highest-scored solution), averaged over random subsets of N of the samples; `pass` is the ceiling (any of
 N correct); `mean` is one sample's accuracy.
 
-{_rerank_tables(rerank, out / "main" / runs / "samples.jsonl")}
+{_rerank_tables(rerank, plan.samples_file())}
 {"" if rerank is None else chr(10) + "![accuracy against N](rerank/accuracy_vs_n.png)" + chr(10)}
 ## PPO against its SFT start: greedy accuracy by level (test split)
 

@@ -46,17 +46,14 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> LightningC
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
-        from e2h.data_cli import main as data_main
+        from e2h.cli.data import main as data_main
 
         return data_main(args[1:])
     if args and args[0] == "export":
-        from e2h.export import main as export_main
+        from e2h.cli.export import main as export_main
 
         return export_main(args[1:])
     # LightningCLI reads sys.argv itself when given None (and warns when given both).
     build_cli(None if argv is None else args)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
