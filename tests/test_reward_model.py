@@ -14,10 +14,14 @@ from transformers import AutoModelForTokenClassification, LlamaConfig, LlamaForC
 
 from e2h.cli.main import main
 from e2h.datamodules import StepsDataModule, StepSource
-from e2h.datamodules.steps import LabelledExample, encode_example, question_from_prompt, sample_solution
+from e2h.data.prompts import question_from_prompt
+from e2h.data.samples import sample_solution
+from e2h.datamodules.reward_model import encode_example
+from e2h.datamodules.sources import LabelledExample
 from e2h.data.errors import DataError
 from e2h.modules import RewardModelModule
-from e2h.modules.reward_model import BinaryScoreMetrics, reward_loss, select_labels
+from e2h.modules.reward_metrics import BinaryScoreMetrics
+from e2h.modules.reward_model import reward_loss, select_labels
 from e2h.data.records import Problem
 from e2h.data.step_solutions import StepSolution, write_step_solutions
 from e2h.data.synthetic import benchmark_splits, label_steps, solve_steps

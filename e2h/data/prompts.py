@@ -20,9 +20,21 @@ from e2h.data.errors import DataError
 from e2h.data.records import Problem, level_counts, normalize_problem_text
 
 PROMPT_FORMATS = ("paper", "boxed")
+# The paper format's pieces; this module is their only home.
+QUESTION_HEADING = "# Question"
+SOLUTION_HEADING = "# Solution"
 ANSWER_HEADING = "# Answer"
-# Few-shot exemplars are separated by this line; generation can stop on it.
+STEP_SEPARATOR = "\n\n"
+"""Between the steps of a solution (a blank line), and between a heading and its text."""
 EXEMPLAR_SEPARATOR = "\n\n\n"
+"""Between few-shot exemplars; generation can stop on it."""
+STOP_STRINGS = (EXEMPLAR_SEPARATOR, QUESTION_HEADING)
+"""Where a generator stops: a prompt-only (few-shot) one would go on to write the next exemplar."""
+
+
+def answer_section(answer: str) -> str:
+    """The paper's answer section, as it ends a solution: ``"\\n\\n# Answer\\n\\n{answer}"``."""
+    return f"{STEP_SEPARATOR}{ANSWER_HEADING}{STEP_SEPARATOR}{answer}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,8 @@ class PromptFormat:
 
     def prompt(self, problem: str) -> str:
         if self.name == "paper":
-            return f"# Question\n\n{problem}\n\n# Solution\n\n"
+            sep = STEP_SEPARATOR
+            return f"{QUESTION_HEADING}{sep}{problem}{sep}{SOLUTION_HEADING}{sep}"
         return (
             f"{problem}\n\nSolve the problem step by step, separating steps by a blank line, "
             "and put the final answer in \\boxed{}.\n\nSolution:\n\n"
@@ -47,10 +60,22 @@ class PromptFormat:
         """The target text for a record: its solution in this format's answer convention."""
         solution = record.solution.strip()
         if self.name == "paper":
-            return f"{solution}\n\n{ANSWER_HEADING}\n\n{record.answer}"
+            return solution + answer_section(record.answer)
         if "\\boxed" in solution or "\\fbox" in solution:
             return solution
         return f"{solution}\n\nThe final answer is $\\boxed{{{record.answer}}}$."
+
+
+def question_from_prompt(prompt: str) -> str | None:
+    """The question a prompt in the paper format asks last: the text between its last ``# Question`` heading
+    and the ``# Solution`` heading after it (few-shot exemplars come before it). None if there is none."""
+    opening, closing = QUESTION_HEADING + STEP_SEPARATOR, STEP_SEPARATOR + SOLUTION_HEADING
+    start = prompt.rfind(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    end = prompt.find(closing, start)
+    return None if end < 0 else prompt[start:end]
 
 
 def draw_exemplars(

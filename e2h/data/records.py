@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from e2h.data.errors import DataError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EASY_LEVELS = (1, 2, 3)
 HARD_LEVELS = (4, 5)
@@ -154,29 +157,41 @@ def load_problems(source: str, split: str = "train", name: str | None = None) ->
 # --- selecting --------------------------------------------------------------------------------------------
 
 
-def level_counts(problems: Iterable[Problem]) -> dict[int | None, int]:
-    """Problems per level, None (unknown level) last."""
-    counts = Counter(p.level for p in problems)
+def count_levels(levels: Iterable[int | None]) -> dict[int | None, int]:
+    """How often each level occurs, in level order, None (unknown level) last."""
+    counts = Counter(levels)
     return dict(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
-def filter_levels(problems: Sequence[Problem], levels: Iterable[int] | None) -> list[Problem]:
-    """Keep the problems whose level is in `levels` (None keeps all).
+def level_counts(problems: Iterable[Problem]) -> dict[int | None, int]:
+    """Problems per level, None (unknown level) last."""
+    return count_levels(p.level for p in problems)
 
-    Problems of unknown level cannot be placed on the easy/hard scale, so a level filter excludes them
-    and logs how many. A filter that keeps nothing is an error naming the levels that exist.
+
+def filter_levels(
+    items: Sequence[T],
+    levels: Iterable[int] | None,
+    *,
+    level_of: Callable[[T], int | None] = operator.attrgetter("level"),
+    noun: str = "problem",
+    where: str | None = None,
+) -> list[T]:
+    """Keep the items (problems, step-labelled solutions, samples...) whose level is in `levels` (None keeps all).
+
+    Items of unknown level cannot be placed on the easy/hard scale, so a level filter excludes them and logs
+    how many. A filter that keeps nothing is an error naming the levels that exist (and `where`, if given).
     """
     if levels is None:
-        return list(problems)
+        return list(items)
     wanted = set(levels)
-    kept = [p for p in problems if p.level in wanted]
-    unknown = sum(p.level is None for p in problems)
+    prefix = f"{where}: " if where else ""
+    kept = [x for x in items if level_of(x) in wanted]
+    unknown = sum(level_of(x) is None for x in items)
     if unknown:
-        log.info("level filter %s: excluded %d problem(s) of unknown level", sorted(wanted), unknown)
+        log.info("%slevel filter %s: excluded %d %s(s) of unknown level", prefix, sorted(wanted), unknown, noun)
     if not kept:
-        raise DataError(
-            f"level filter {sorted(wanted)} keeps no problem; levels present (level: count): {level_counts(problems)}"
-        )
+        present = count_levels(level_of(x) for x in items)
+        raise DataError(f"{prefix}level filter {sorted(wanted)} keeps no {noun}; levels present (level: count): {present}")
     return kept
 
 

@@ -78,7 +78,7 @@ from e2h.generation.sampling import BACKENDS, SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.backbone import build_causal_lm
-from e2h.modules.reward_model import build_reward_backbone
+from e2h.modules.reward_head import build_reward_backbone
 from e2h.eval.greedy import GreedyAccuracy
 from e2h.modules.generator import DEFAULT_STOP
 from e2h.data.records import difficulty_group

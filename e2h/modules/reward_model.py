@@ -26,80 +26,19 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import nn
-from torchmetrics.classification import BinaryAUROC, BinaryStatScores
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
-from e2h.modules.backbone import from_scratch_config, load_kwargs, prepare_for_training
-from e2h.eval.greedy import accuracy_keys
 from e2h.data.records import difficulty_group
+from e2h.eval.greedy import accuracy_keys
 from e2h.eval.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
+from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.reward_head import build_reward_backbone
+from e2h.modules.reward_metrics import BinaryScoreMetrics
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
-
-# Names Hugging Face gives the per-token head of *ForTokenClassification models (Llama, Qwen, Mistral...:
-# `score`; GPT-2, BERT-likes: `classifier`).
-HEAD_NAMES = ("score", "classifier")
 
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Backbone with a scalar head
-
-
-def scalar_head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The name and the Linear layer of a token-classification model's one-output head."""
-    for name in HEAD_NAMES:
-        head = getattr(model, name, None)
-        if isinstance(head, nn.Linear):
-            if head.out_features != 1:
-                raise ValueError(f"{type(model).__name__}.{name} has {head.out_features} outputs; a reward head has 1")
-            return name, head
-    raise ValueError(f"{type(model).__name__} has no per-token head named one of {HEAD_NAMES}")
-
-
-def build_reward_backbone(
-    model: str | None,
-    model_config: Mapping[str, Any] | None,
-    tokenizer: PreTrainedTokenizerBase,
-    dtype: str | None = None,
-    attn_implementation: str | None = "sdpa",
-    gradient_checkpointing: bool = False,
-) -> PreTrainedModel:
-    """A causal-LM decoder with a one-output per-token head (``AutoModelForTokenClassification``).
-
-    `model` is a path or hub id: a base model, a generator export (its causal-LM head is dropped; for Llama
-    the decoder is loaded and a ``score`` Linear added) or a reward-model export (its trained head is kept).
-    `model_config` builds one from scratch instead (a dict with ``model_type``; vocabulary size and special
-    ids come from the tokenizer). A newly created head is zero-initialised, as the official code does, so
-    every score starts at sigmoid(0) = 0.5 and the first steps do not push random head gradients into the
-    backbone. The head's dropout is switched off (the official head has none; Hugging Face defaults to 0.1).
-    """
-    kwargs = load_kwargs(model, model_config, dtype, attn_implementation)
-    if model is not None:
-        config = AutoConfig.from_pretrained(model, num_labels=1)
-        # Set as an attribute: passed as a from_pretrained keyword it is not kept by every config class.
-        config.classifier_dropout = 0.0
-        rm, info = AutoModelForTokenClassification.from_pretrained(
-            model, config=config, output_loading_info=True, **kwargs
-        )
-        missing = set(info["missing_keys"])
-    else:
-        config = from_scratch_config(model_config, tokenizer, num_labels=1)
-        config.classifier_dropout = 0.0
-        rm = AutoModelForTokenClassification.from_config(config, **kwargs)
-        missing = None  # everything is new
-    name, head = scalar_head(rm)
-    if missing is None or any(key.split(".")[0] == name for key in missing):
-        with torch.no_grad():
-            head.weight.zero_()
-            if head.bias is not None:
-                head.bias.zero_()
-    return prepare_for_training(rm, tokenizer, gradient_checkpointing)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -140,40 +79,6 @@ def reward_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     per_token = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     n = mask.sum()
     return (per_token * mask).sum() / n.clamp(min=1), n
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-class BinaryScoreMetrics(nn.Module):
-    """Accuracy (threshold 0.5) and AUROC of scores in [0, 1] against 0/1 labels, per key (all, easy, hard,
-    level_k). A key is logged only once it received a score; its AUROC only once it saw both classes."""
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        super().__init__()
-        self.stats = nn.ModuleDict({k: BinaryStatScores(threshold=0.5) for k in keys})
-        self.auroc = nn.ModuleDict({k: BinaryAUROC() for k in keys})
-
-    def update(self, scores: torch.Tensor, targets: torch.Tensor, key: str) -> None:
-        if key in self.stats and scores.numel():
-            targets = targets.long()
-            self.stats[key].update(scores, targets)
-            self.auroc[key].update(scores, targets)
-
-    def compute(self) -> dict[str, float]:
-        """{``acc_KEY``, ``auroc_KEY``: value} for the keys that can be measured; then resets."""
-        out: dict[str, float] = {}
-        for key, stat in self.stats.items():
-            if stat.update_called:
-                tp, fp, tn, fn, _support = (float(v) for v in stat.compute())
-                out[f"acc_{key}"] = (tp + tn) / (tp + fp + tn + fn)
-                if tp + fn > 0 and tn + fp > 0:  # both classes: AUROC is defined
-                    out[f"auroc_{key}"] = float(self.auroc[key].compute())
-            stat.reset()
-            self.auroc[key].reset()
-        return out
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The module

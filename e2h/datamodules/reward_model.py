@@ -1,6 +1,6 @@
 """The reward model's data: step-labelled solutions for ORM / PRM / OPRM training, and samples to score.
 
-Training and validation data are lists of `StepSource`, each one of three kinds::
+Training and validation data are lists of `e2h.datamodules.sources.StepSource`, each one of three kinds::
 
     train:
       - {kind: steps, path: runs/prm800k_easy.jsonl}   # step-labelled JSONL (levels chosen at conversion)
@@ -21,246 +21,27 @@ scored as it was sampled, behind its own prompt (few-shot exemplars included).
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch.utils.data import DataLoader
 
+from e2h.data.errors import DataError
+from e2h.data.prompts import PromptFormat
+from e2h.data.records import filter_levels
+from e2h.data.samples import sample_lines
+from e2h.data.step_solutions import StepSolution, completion_steps
 from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
-from e2h.datamodules.sources import ProblemSource
-from e2h.data.errors import DataError
-from e2h.data.files import read_jsonl
-from e2h.data.prompts import PromptFormat
-from e2h.data.samples import SAMPLE_FIELDS
-from e2h.data.step_solutions import completion_steps
-from e2h.data.step_solutions import StepSolution
+from e2h.datamodules.sources import LabelledExample, StepSource
 from e2h.text.encoding import IGNORE_LABEL, encode_step_solution
 from e2h.text.packing import collate_padded, pack_sequences
 
 log = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("steps", "synthetic", "samples")
-SYNTHETIC_PREFIX = "synthetic/"
-QUESTION_HEADING = "# Question\n\n"
-SOLUTION_HEADING = "\n\n# Solution"
 # Per-token fields of an encoded example: the ones packing concatenates and collation pads.
 TOKEN_FIELDS = ("input_ids", "step_labels", "step_end_labels", "outcome_labels")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Sources
-
-
-@dataclass(frozen=True)
-class LabelledExample:
-    """One solution to encode: its labels, the prompt it is read behind, and where it came from (for errors)."""
-
-    solution: StepSolution
-    prompt: str
-    where: str
-
-
-@dataclass
-class StepSource:
-    """One source of step-labelled solutions.
-
-    kind: ``steps`` (a step-labelled JSONL, e.g. converted PRM800K or `e2h data synth`'s train_steps.jsonl),
-        ``synthetic`` (the synthetic benchmark's step solutions, generated in memory) or ``samples`` (a
-        generator's samples JSONL: outcome label = the line's ``correct``; lines without a gold answer are
-        skipped).
-    path: the file, for ``steps`` and ``samples``.
-    levels: keep only these levels (None: all; a level filter drops records of unknown level).
-    limit: keep at most this many solutions after filtering, drawn with `seed` (None: all).
-    seed: the synthetic benchmark's seed (as `ProblemSource.seed`) and the draws of wrong steps and `limit`.
-    split, synthetic_per_level: the synthetic split (``train`` / ``test``) and the benchmark's size per
-        level, as in `ProblemSource` (use the same sizes as the generator's config, so that the test split
-        stays disjoint from the problems trained on).
-    wrong_fraction: share of synthetic solutions given one wrong step.
-    error_kinds: what goes wrong in those steps (`e2h.data.synthetic.corrupt_steps`): ``result`` (an arithmetic
-        slip), ``operation`` (the operation miscopied), ``restatement`` (the remainder miscopied).
-    process_labels: for ``samples`` of synthetic problems (ids ``synthetic/...``): label every step exactly
-        with `e2h.data.synthetic.label_steps` (PRM800K convention: None after the first wrong step).
-    """
-
-    kind: str = "synthetic"
-    path: str | None = None
-    levels: list[int] | None = None
-    limit: int | None = None
-    seed: int = 0
-    split: str = "train"
-    synthetic_per_level: dict[str, int] = field(default_factory=lambda: {"train": 2000, "test": 100})
-    wrong_fraction: float = 0.5
-    error_kinds: list[str] = field(default_factory=lambda: ["result"])
-    process_labels: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"step source kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
-        if self.kind in ("steps", "samples") and not self.path:
-            raise ValueError(f"a {self.kind!r} source needs `path` (a JSONL file)")
-        if self.kind == "synthetic" and self.path:
-            raise ValueError("a 'synthetic' source is generated in memory; it takes no `path` (use kind: steps)")
-        if self.process_labels and self.kind != "samples":
-            raise ValueError("`process_labels` applies to 'samples' sources (the others carry their own labels)")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be positive or null, got {self.limit}")
-
-    def describe(self) -> str:
-        where = f"{self.kind} {self.path}" if self.path else f"synthetic {self.split} split"
-        return where + (f" levels {self.levels}" if self.levels else "")
-
-    def load(self, fmt: PromptFormat) -> list[LabelledExample]:
-        """The source's solutions, level-filtered and limited, each with its prompt."""
-        if self.kind == "synthetic":
-            examples = self._synthetic(fmt)
-        elif self.kind == "steps":
-            examples = self._steps_file(fmt)
-        else:
-            examples = self._samples_file()
-        examples = _filter_levels(examples, self.levels, self.describe())
-        if self.limit is not None and self.limit < len(examples):
-            # A seeded draw, kept in the source's order so per-level reports stay readable.
-            keep = sorted(random.Random(self.seed).sample(range(len(examples)), self.limit))
-            examples = [examples[i] for i in keep]
-        return examples
-
-    def _synthetic(self, fmt: PromptFormat) -> list[LabelledExample]:
-        from e2h.data.synthetic import generate_step_solutions
-
-        # All levels are generated and then filtered, exactly as ProblemSource does, so the problems are the
-        # same ones the generator's configs train and test on.
-        problems = ProblemSource(
-            split=self.split, levels=self.levels, seed=self.seed, synthetic_per_level=self.synthetic_per_level
-        ).load()
-        solutions = generate_step_solutions(problems, self.wrong_fraction, self.seed, self.error_kinds)
-        where = f"synthetic {self.split} split"
-        return [LabelledExample(s, fmt.prompt(s.problem), f"{where}, {s.unique_id}") for s in solutions]
-
-    def _steps_file(self, fmt: PromptFormat) -> list[LabelledExample]:
-        examples = []
-        for lineno, row in read_jsonl(self.path):
-            where = f"{self.path}:{lineno}"
-            solution = StepSolution.from_dict(row, where)
-            examples.append(LabelledExample(solution, fmt.prompt(solution.problem), where))
-        return examples
-
-    def _samples_file(self) -> list[LabelledExample]:
-        examples, no_gold = [], 0
-        for lineno, row in sample_lines(self.path):
-            where = f"{self.path}:{lineno}"
-            if row["gold"] is None:
-                no_gold += 1  # no reference answer, so no outcome label
-                continue
-            examples.append(LabelledExample(sample_solution(row, self.process_labels, where), row["prompt"], where))
-        if no_gold:
-            log.info("%s: skipped %d sample(s) without a gold answer", self.path, no_gold)
-        return examples
-
-
-def _level_table(levels: Iterable[int | None]) -> dict[int | None, int]:
-    """Count per level, unknown (None) last: what error messages show when a level filter keeps nothing."""
-    return dict(sorted(Counter(levels).items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
-
-
-def _filter_levels(examples: list[LabelledExample], levels: list[int] | None, what: str) -> list[LabelledExample]:
-    """Keep the examples of `levels` (None: all); a filter that keeps nothing is an error naming what exists."""
-    if levels is None:
-        return examples
-    kept = [e for e in examples if e.solution.level in set(levels)]
-    if not kept:
-        present = _level_table(e.solution.level for e in examples)
-        raise DataError(
-            f"{what}: level filter {sorted(levels)} keeps no solution; levels present (level: count): {present}"
-        )
-    unknown = sum(e.solution.level is None for e in examples)
-    if unknown:
-        log.info("%s: level filter excluded %d solution(s) of unknown level", what, unknown)
-    return kept
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Samples lines (a generator's output)
-
-
-def sample_lines(path: str) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a samples JSONL, checked: the fields `e2h.data.samples.read_samples` needs plus
-    ``prompt`` (a reward model reads the solution behind the prompt it was sampled with), and no two lines
-    for the same (problem_id, sample_index)."""
-    rows, seen = [], {}
-    for lineno, row in read_jsonl(path):
-        missing = [f for f in (*SAMPLE_FIELDS, "prompt") if f not in row]
-        if missing:
-            raise DataError(
-                f"{path}:{lineno}: sample is missing field(s) {missing} (a file written by `e2h predict` has them)"
-            )
-        if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
-            raise DataError(f"{path}:{lineno}: 'prompt' and 'completion' must be strings")
-        key = (str(row["problem_id"]), row["sample_index"])
-        if key in seen:
-            raise DataError(f"{path}:{lineno}: sample {key} repeats line {seen[key]}; each sample must appear once")
-        seen[key] = lineno
-        rows.append((lineno, row))
-    if not rows:
-        raise DataError(f"{path}: no samples")
-    return rows
-
-
-def question_from_prompt(prompt: str) -> str | None:
-    """The question a prompt in the paper format asks last: the text between its last ``# Question`` heading
-    and the ``# Solution`` heading after it (few-shot exemplars come before it). None if there is none."""
-    start = prompt.rfind(QUESTION_HEADING)
-    if start < 0:
-        return None
-    start += len(QUESTION_HEADING)
-    end = prompt.find(SOLUTION_HEADING, start)
-    return None if end < 0 else prompt[start:end]
-
-
-def sample_outcome(row: dict[str, Any]) -> int:
-    """A graded sample's outcome label: its ``correct`` field, or the grader's verdict when that is null."""
-    if row.get("correct") is not None:
-        return int(bool(row["correct"]))
-    from e2h.grading import is_equivalent
-
-    return int(is_equivalent(row["answer"], row["gold"]))
-
-
-def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> StepSolution:
-    """A graded sample as a step-labelled solution: steps from its completion, outcome from its grade, and
-    with `process_labels` exact step labels (synthetic problems only)."""
-    steps = completion_steps(row["completion"])
-    question = question_from_prompt(row["prompt"])
-    labels: list[int | None] = [None] * len(steps)
-    if process_labels:
-        if not str(row["problem_id"]).startswith(SYNTHETIC_PREFIX):
-            raise DataError(
-                f"{where}: process_labels needs synthetic problems (ids {SYNTHETIC_PREFIX}...), "
-                f"got {row['problem_id']!r}"
-            )
-        if question is None:
-            raise DataError(
-                f"{where}: no '# Question ... # Solution' in the prompt; process_labels needs the paper prompt format"
-            )
-        from e2h.data.synthetic import label_steps
-
-        try:
-            labels = label_steps(question, steps)[0]
-        except ValueError as e:
-            raise DataError(f"{where}: {e}") from None
-    return StepSolution(
-        problem=question if question is not None else row["prompt"],
-        steps=tuple(steps),
-        labels=tuple(labels),
-        outcome=sample_outcome(row) if row["gold"] is not None else None,
-        answer=row["gold"],
-        level=row["level"],
-        unique_id=f"{row['problem_id']}#{row['sample_index']}",
-        source="samples",
-    )
 
 
 @dataclass
@@ -415,16 +196,7 @@ class StepsDataModule(TokenizingDataModule):
     def _predict_lines(self) -> list[tuple[str, dict[str, Any]]]:
         spec = self.predict_input
         lines = [(f"{spec.path}:{lineno}", row) for lineno, row in sample_lines(spec.path)]
-        if spec.levels is not None:
-            kept = [(w, r) for w, r in lines if r["level"] in set(spec.levels)]
-            if not kept:
-                present = _level_table(r["level"] for _, r in lines)
-                raise DataError(
-                    f"{spec.path}: level filter {sorted(spec.levels)} keeps no sample; "
-                    f"levels present (level: count): {present}"
-                )
-            lines = kept
-        return lines
+        return filter_levels(lines, spec.levels, level_of=lambda line: line[1]["level"], noun="sample", where=spec.path)
 
     # --- loaders -------------------------------------------------------------------------------------------
 
