@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
+from e2h.data.prompts import PromptFormat
 from e2h.generation.static_cache import static_generate
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule
@@ -148,7 +149,7 @@ def decode_limit(model, batch: int, context: float, hbm_gbps: float) -> tuple[fl
 def sampling(args) -> tuple[float, float, float, tuple[float, float, float]]:
     module = make_module(args)
     model, tokenizer = module.model.to(args.device).eval(), module.tokenizer
-    prompts = [f"# Question\n\n{i}+{i}-3+{i % 7}\n\n# Solution\n\n" for i in range(args.gen_batch)]
+    prompts = [PromptFormat().prompt(f"{i}+{i}-3+{i % 7}") for i in range(args.gen_batch)]
     cfg = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0)
     # plain transformers generate on the same left-padded batch; a token budget fixed by min_new_tokens
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(args.device)

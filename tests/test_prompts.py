@@ -1,7 +1,8 @@
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.data.prompts import EXEMPLAR_SEPARATOR, FewShotPrompt, PromptFormat, draw_exemplars
+from e2h.data.few_shot import FewShotPrompt, draw_exemplars
+from e2h.data.prompts import EXEMPLAR_SEPARATOR, PromptFormat
 from e2h.data.records import Problem
 
 

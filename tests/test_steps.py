@@ -3,7 +3,13 @@ import json
 import pytest
 
 from e2h.data.errors import DataError
-from e2h.data.step_solutions import StepSolution, read_step_solutions, split_steps, strip_answer_section, write_step_solutions
+from e2h.data.step_solutions import (
+    StepSolution,
+    read_step_solutions,
+    split_steps,
+    strip_answer_section,
+    write_step_solutions,
+)
 
 
 def test_split_steps_keeps_the_answer_section_on_the_last_step():

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from e2h.data.files import read_jsonl
-from e2h.data.step_solutions import STEP_SEPARATOR, read_step_solutions
+from e2h.data.prompts import STEP_SEPARATOR
+from e2h.data.step_solutions import read_step_solutions
 from e2h.cli.synth import main
 from e2h.data.synthetic import (
     answer_of,

@@ -14,7 +14,7 @@ from typing import Any
 
 from e2h.data.errors import DataError
 from e2h.data.records import Problem, normalize_problem_text
-from e2h.data.step_solutions import STEP_SEPARATOR
+from e2h.data.prompts import STEP_SEPARATOR
 
 _ANSWER_LINE = re.compile(r"\n?\s*The answer is:?\s*(.+?)\s*$", re.DOTALL)
 

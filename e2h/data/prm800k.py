@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
+from e2h.data.prompts import answer_section
 from e2h.data.records import Problem, load_problems, normalize_problem_text
 from e2h.data.step_solutions import StepSolution
 
@@ -41,8 +42,6 @@ NEUTRAL_POLICIES: tuple[str, ...] = ("positive", "negative", "drop")
 
 RAW_SOURCE = "prm800k"
 STEPWISE_SOURCE = "prm800k-stepwise"
-# PRM800K writes a final answer into the step text this way; the stepwise layout splits it off.
-ANSWER_MARKER = "\n\n# Answer\n\n"
 
 
 @dataclasses.dataclass
@@ -285,7 +284,7 @@ def _stepwise_example(row: Any, index: int, where: str, neutral: NeutralPolicy, 
     if stated is not None:
         # This layout moved the step's "# Answer" block into `answer`; put it back so the step reads as
         # the raw PRM800K step (and as e2h's solution format).
-        text = f"{text}{ANSWER_MARKER}{stated}"
+        text = text + answer_section(stated)
     selector.offer(
         StepSolution(
             problem=problem,

@@ -1,4 +1,4 @@
-"""Prompt formats and the few-shot builder.
+"""The prompt format: the only home of its headings, separators and stop strings, and the two formats.
 
 Two formats:
 
@@ -12,12 +12,11 @@ Both are graded by ``e2h.grading.extract_answer``, which reads the ``# Answer`` 
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from e2h.data.errors import DataError
-from e2h.data.records import Problem, level_counts, normalize_problem_text
+if TYPE_CHECKING:  # only a type here: this module is the floor of the package, importing nothing of e2h
+    from e2h.data.records import Problem
 
 PROMPT_FORMATS = ("paper", "boxed")
 # The paper format's pieces; this module is their only home.
@@ -76,48 +75,3 @@ def question_from_prompt(prompt: str) -> str | None:
     start += len(opening)
     end = prompt.find(closing, start)
     return None if end < 0 else prompt[start:end]
-
-
-def draw_exemplars(
-    pool: Sequence[Problem],
-    k: int,
-    levels: Iterable[int] | None = None,
-    seed: int = 0,
-    exclude: Iterable[Problem] = (),
-) -> list[Problem]:
-    """Draw k exemplars from `pool`, restricted to `levels`, never one of `exclude` (by id or text).
-
-    The draw is fixed by `seed`: the same exemplars serve every evaluated problem, as in the paper's
-    Full / Hard / Easy-to-Hard ICL comparisons (exemplars from levels 1-5 / 4-5 / 1-3).
-    """
-    excluded_ids = {p.unique_id for p in exclude}
-    excluded_texts = {normalize_problem_text(p.problem) for p in exclude}
-    wanted = None if levels is None else set(levels)
-    candidates = [
-        p
-        for p in pool
-        if (wanted is None or p.level in wanted)
-        and p.unique_id not in excluded_ids
-        and normalize_problem_text(p.problem) not in excluded_texts
-    ]
-    if len(candidates) < k:
-        raise DataError(
-            f"few-shot: need {k} exemplars from levels {sorted(wanted) if wanted else 'any'}, "
-            f"the pool has {len(candidates)} (pool levels: {level_counts(pool)})"
-        )
-    return random.Random(seed).sample(candidates, k)
-
-
-@dataclass(frozen=True)
-class FewShotPrompt:
-    """A prompt with solved exemplars in front of the question."""
-
-    exemplars: tuple[Problem, ...]
-    fmt: PromptFormat = PromptFormat()
-
-    @property
-    def prefix(self) -> str:
-        return "".join(self.fmt.prompt(e.problem) + self.fmt.response(e) + EXEMPLAR_SEPARATOR for e in self.exemplars)
-
-    def __call__(self, problem: str) -> str:
-        return self.prefix + self.fmt.prompt(problem)

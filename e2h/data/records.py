@@ -191,7 +191,9 @@ def filter_levels(
         log.info("%slevel filter %s: excluded %d %s(s) of unknown level", prefix, sorted(wanted), unknown, noun)
     if not kept:
         present = count_levels(level_of(x) for x in items)
-        raise DataError(f"{prefix}level filter {sorted(wanted)} keeps no {noun}; levels present (level: count): {present}")
+        raise DataError(
+            f"{prefix}level filter {sorted(wanted)} keeps no {noun}; levels present (level: count): {present}"
+        )
     return kept
 
 

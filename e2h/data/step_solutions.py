@@ -19,9 +19,8 @@ from typing import Any
 
 from e2h.data.errors import DataError
 from e2h.data.files import atomic_write_jsonl, read_jsonl
+from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
 
-STEP_SEPARATOR = "\n\n"
-ANSWER_HEADING = "# Answer"
 
 
 def split_steps(solution: str) -> list[str]:

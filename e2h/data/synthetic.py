@@ -31,13 +31,8 @@ from pathlib import Path
 
 from e2h.data.files import atomic_write_jsonl
 from e2h.data.records import ALL_LEVELS, Problem
-from e2h.data.step_solutions import (
-    ANSWER_HEADING,
-    STEP_SEPARATOR,
-    StepSolution,
-    strip_answer_section,
-    write_step_solutions,
-)
+from e2h.data.prompts import STEP_SEPARATOR, answer_section
+from e2h.data.step_solutions import StepSolution, strip_answer_section, write_step_solutions
 
 SUBJECT = "Arithmetic (mod 10)"
 SOURCE = "synthetic"
@@ -397,7 +392,7 @@ def generate_step_solutions(
         except ValueError as e:
             raise ValueError(f"problem {problem.unique_id or i}: {e}") from None
         # The solution as the generator writes it (SFT format): the answer section ends the last step.
-        steps[-1] += f"{STEP_SEPARATOR}{ANSWER_HEADING}{STEP_SEPARATOR}{final_answer(steps)}"
+        steps[-1] += answer_section(final_answer(steps))
         labels, outcome = label_steps(expression, steps)
         solutions.append(
             StepSolution(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from e2h.data.prompts import STOP_STRINGS
 from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
@@ -25,8 +26,6 @@ from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
 from e2h.text.tokenizer import load_tokenizer
 
-# Stops a prompt-only (few-shot) generator from writing the next exemplar.
-DEFAULT_STOP = ("\n\n\n", "# Question")
 
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
@@ -76,9 +75,8 @@ class GeneratorModule(LightningModule):
         self.optimizer_factory: Callable = optimizer
         self.scheduler_factory: Callable | None = lr_scheduler
         self.model = None
-        self.eval_sampling = SamplingConfig(
-            max_new_tokens=max_new_tokens, stop=tuple(DEFAULT_STOP if stop is None else stop), backend=generation_backend
-        )
+        stop = STOP_STRINGS if stop is None else stop
+        self.eval_sampling = SamplingConfig(max_new_tokens=max_new_tokens, stop=tuple(stop), backend=generation_backend)
         self.predict_sampling = SamplingConfig(
             max_new_tokens=max_new_tokens,
             backend=generation_backend,

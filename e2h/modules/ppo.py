@@ -80,7 +80,7 @@ from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_fo
 from e2h.modules.backbone import build_causal_lm
 from e2h.modules.reward_head import build_reward_backbone
 from e2h.eval.greedy import GreedyAccuracy
-from e2h.modules.generator import DEFAULT_STOP
+from e2h.data.prompts import STOP_STRINGS
 from e2h.data.records import difficulty_group
 from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.rl.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
@@ -337,7 +337,7 @@ class PPOModule(LightningModule):
             AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None else FixedKLController(kl_coef)
         )
         self.eval_sampling = SamplingConfig(
-            max_new_tokens=eval_max_new_tokens or max_new_tokens, stop=DEFAULT_STOP, backend=generation_backend
+            max_new_tokens=eval_max_new_tokens or max_new_tokens, stop=STOP_STRINGS, backend=generation_backend
         )
         self.greedy = GreedyAccuracy(log_rollouts)
         self._rollout: Rollout | None = None

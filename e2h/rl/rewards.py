@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 
 from e2h.grading import extract_answer, is_equivalent
-from e2h.data.step_solutions import ANSWER_HEADING, STEP_SEPARATOR
+from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
 
 HIDDEN_ANSWER = "Unavailable"
 """The gold answer of a PPO prompt whose answer is hidden (hard problems in "easy outcome" training)."""

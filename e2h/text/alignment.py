@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from e2h.data.step_solutions import STEP_SEPARATOR
+from e2h.data.prompts import STEP_SEPARATOR
 
 
 def step_char_spans(steps: Sequence[str], separator: str = STEP_SEPARATOR) -> list[tuple[int, int]]:

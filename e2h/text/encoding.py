@@ -17,7 +17,8 @@ from typing import Any, TypedDict
 from transformers import PreTrainedTokenizerBase
 
 from e2h.data.errors import DataError
-from e2h.data.step_solutions import STEP_SEPARATOR, StepSolution
+from e2h.data.prompts import STEP_SEPARATOR
+from e2h.data.step_solutions import StepSolution
 from e2h.text.alignment import step_char_spans, step_token_ranges
 
 IGNORE_INDEX = -100
