@@ -13,7 +13,8 @@ from e2h.cli.main import main
 from e2h.datamodules import ProblemSource
 from e2h.datamodules.ppo import PPOPromptsDataModule, RolloutBatchSampler, hide_answers
 from e2h.modules import PPOModule
-from e2h.modules.ppo import position_ids_for, response_mask, step_end_tokens, token_char_offsets
+from e2h.modules.ppo import position_ids_for, response_mask
+from e2h.text.alignment import step_end_tokens, token_char_offsets
 from e2h.text.tokenizer import build_char_tokenizer
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

@@ -13,7 +13,7 @@ JSONL layout, one solution a line::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,31 @@ def strip_answer_section(step: str) -> str:
     return head if found else step
 
 
-def completion_steps(completion: str) -> list[str]:
-    """The steps a reward model scores in a sampled completion: `split_steps`, blank chunks dropped.
+def step_char_spans(steps: Sequence[str], separator: str = STEP_SEPARATOR) -> list[tuple[int, int]]:
+    """Character span ``[start, end)`` of every step in ``separator.join(steps)`` (an empty step: start == end)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for step in steps:
+        spans.append((start, start + len(step)))
+        start += len(step) + len(separator)
+    return spans
+
+
+def completion_step_spans(completion: str) -> list[tuple[int, int]]:
+    """Character spans in `completion` of the steps a reward model scores: `split_steps`, blank chunks dropped.
 
     A generator can write more than one blank line between steps; the chunks between them are blank and
     have no content to judge (nor, for some tokenizers, a token of their own to read a score at), so they
-    are not steps. The scored text is the steps joined by the step separator.
+    are not steps.
     """
-    return [step for step in split_steps(completion) if step.strip()]
+    steps = split_steps(completion)
+    return [span for step, span in zip(steps, step_char_spans(steps)) if step.strip()]
+
+
+def completion_steps(completion: str) -> list[str]:
+    """The steps a reward model scores in a sampled completion (see `completion_step_spans`). Scoring reads
+    them joined by the step separator."""
+    return [completion[start:end] for start, end in completion_step_spans(completion)]
 
 
 def _check_label(value: Any, what: str) -> int | None:

@@ -35,6 +35,7 @@ from e2h.data.step_solutions import StepSolution, completion_steps
 from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import LabelledExample, StepSource
+from e2h.text.alignment import labels_at
 from e2h.text.encoding import IGNORE_LABEL, encode_step_solution
 from e2h.text.packing import collate_padded, pack_sequences
 
@@ -71,10 +72,7 @@ def encode_example(tokenizer, example: LabelledExample, max_length: int | None) 
         raise DataError(f"{example.where}: {e}") from None
     if max_length is not None and len(enc.input_ids) > max_length:
         return None
-    step_end_labels = [IGNORE_LABEL] * len(enc.input_ids)
-    for position, label in zip(enc.step_end_positions, example.solution.labels, strict=True):
-        if label is not None:
-            step_end_labels[position] = float(label)
+    step_end_labels = labels_at(len(enc.input_ids), enc.step_end_positions, example.solution.labels, IGNORE_LABEL)
     return {
         "input_ids": enc.input_ids,
         "step_labels": enc.step_labels,

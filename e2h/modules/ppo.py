@@ -33,8 +33,8 @@ A rollout, step by step (`e2h.rl.maths` for the math, `e2h.rl.rewards` for the s
 1. sample one response per prompt (temperature, top-k, top-p; stop at EOS or ``max_new_tokens``), seeded
    from (``seed``, rollout number, rank) so a resumed run regenerates the same rollout;
 2. old log-probs (policy), reference log-probs, values, all from temperature-scaled logits;
-3. reward-model step scores at each step's last token (steps by `e2h.data.step_solutions.split_steps`, placed from
-   character offsets), its final-token score for an ORM;
+3. reward-model step scores at each step's last token (`e2h.text.alignment.step_end_tokens`: the steps a
+   reward model scores, placed from character offsets), its final-token score for an ORM;
 4. per response, ``(token, reward)`` pairs: process rewards (``process_reward``: min / product / last
    shaping, or none), outcome (1/0 by the grader; ``hidden_outcome`` where the answer is hidden), ORM score,
    format penalty, by `e2h.rl.rewards.combine_rewards`; per-token rewards minus ``kl_coef`` x KL
@@ -84,8 +84,7 @@ from e2h.data.prompts import STOP_STRINGS
 from e2h.data.records import difficulty_group
 from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.rl.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES, combine_rewards, format_penalty, orm_reward, outcome_reward
-from e2h.data.step_solutions import split_steps
-from e2h.text.alignment import step_char_spans, step_token_ranges
+from e2h.text.alignment import step_end_tokens, token_char_offsets, values_at
 from e2h.text.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -117,57 +116,6 @@ def position_ids_for(attention_mask: Tensor) -> Tensor:
     """Position ids of left-padded rows, as `transformers` generation computes them (pads at 0)."""
     positions = attention_mask.long().cumsum(-1) - 1
     return positions.masked_fill(attention_mask == 0, 0)
-
-
-def token_char_offsets(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The decoded text of response tokens and each token's character span ``[start, end)`` in it.
-
-    Three ways, the first that is exact: re-tokenising the text reproduces `ids` (its offset mapping is then
-    the answer); the tokens decoded one by one concatenate to the text; else decoding growing prefixes
-    (slow, but right for any tokenizer). Special tokens decode to nothing (empty spans).
-    """
-    ids = list(ids)
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    if not ids:
-        return text, []
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if list(enc["input_ids"]) == ids:
-            return text, [tuple(o) for o in enc["offset_mapping"]]
-    pieces = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=True)
-    if "".join(pieces) == text:
-        offsets, start = [], 0
-        for piece in pieces:
-            offsets.append((start, start + len(piece)))
-            start += len(piece)
-        return text, offsets
-    offsets, start = [], 0
-    for k in range(len(ids)):
-        end = len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True))
-        offsets.append((min(start, end), end))
-        start = max(start, end)
-    return text, offsets
-
-
-def step_end_tokens(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Response-token index of every step's last token (steps by `e2h.data.step_solutions.split_steps`, blank ones skipped).
-
-    A step's tokens are those whose character offsets overlap it (the reward model's training placed its
-    labels the same way). Two steps ending on one token (a token spanning the separator) keep the later:
-    that token's score reads the text up to it.
-    """
-    steps = split_steps(text)
-    ranges = step_token_ranges(step_char_spans(steps), offsets, len(text))
-    ends: list[int] = []
-    for step, token_range in zip(steps, ranges):
-        if not step.strip() or token_range is None:
-            continue
-        end = token_range[1]
-        if ends and end <= ends[-1]:
-            ends[-1] = end
-        else:
-            ends.append(end)
-    return ends
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -526,7 +474,7 @@ class PPOModule(LightningModule):
         text, offsets = token_char_offsets(self.tokenizer, response_ids[:n_text])
         ends = step_end_tokens(text, offsets)
         last = len(response_ids) - 1
-        step_scores = [float(rm_probs[e]) for e in ends]
+        step_scores = values_at(rm_probs, ends)
         final_score = float(rm_probs[last])
         for name, values in (("reward-model step score", step_scores), ("reward-model final score", [final_score])):
             if not all(math.isfinite(v) for v in values):

@@ -33,6 +33,7 @@ from e2h.eval.scoring import SUPERVISIONS, check_reading, default_reading, solut
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.reward_head import build_reward_backbone
 from e2h.modules.reward_metrics import BinaryScoreMetrics
+from e2h.text.alignment import values_at
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
 
@@ -202,7 +203,7 @@ class RewardModelModule(LightningModule):
         probs = probs.detach().cpu()  # one transfer, not one per value read
         out = []
         for b, ends in enumerate(step_end_positions):
-            step_scores = probs[b, list(ends)].tolist() if ends else []
+            step_scores = values_at(probs[b], ends)
             final = float(probs[b, final_positions[b]])
             out.append((step_scores, solution_score(step_scores, final, self.reading)))
         return out

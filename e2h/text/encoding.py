@@ -18,8 +18,8 @@ from transformers import PreTrainedTokenizerBase
 
 from e2h.data.errors import DataError
 from e2h.data.prompts import STEP_SEPARATOR
-from e2h.data.step_solutions import StepSolution
-from e2h.text.alignment import step_char_spans, step_token_ranges
+from e2h.data.step_solutions import StepSolution, step_char_spans
+from e2h.text.alignment import step_token_ranges
 
 IGNORE_INDEX = -100
 """Label of a token that takes no part in the loss (the value PyTorch's cross entropy ignores by default)."""
