@@ -12,6 +12,7 @@ from e2h.data.step_solutions import read_step_solutions
 from e2h.cli.synth import main
 from e2h.data.synthetic import (
     answer_of,
+    benchmark_splits,
     check_steps,
     corrupt_steps,
     final_answer,
@@ -323,6 +324,17 @@ def test_step_solutions_fraction_extremes() -> None:
 
 
 # --- files and command line ----------------------------------------------------------------------------
+
+
+def test_the_benchmark_does_not_change_between_versions() -> None:
+    # Every config, measured number and trained model refers to these problems: a change to how the splits
+    # are seeded (e.g. their seeds' namespace) would silently replace the benchmark.
+    train, test = benchmark_splits(3, 2, seed=0)
+    assert [p.problem for p in train[:3]] == ["1+4+4", "2+7+5", "2-8-3"]
+    assert [p.problem for p in test if p.level == 5] == ["3-6-9+5-3-9+8", "7-0-6+6-3-5+9"]
+    train, test = benchmark_splits(2000, 60, seed=0)
+    assert (train[0].problem, train[2000].problem) == ("1+4+4", "0+3+5+8")
+    assert (test[-1].problem, test[-1].unique_id) == ("1+0+6-0+7-0-8", "synthetic/L5/test/59")
 
 
 def test_write_benchmark_files_read_back(tmp_path) -> None:

@@ -23,13 +23,13 @@ Run ``python -m e2h.data.synthetic --help`` (or ``e2h data synth``) to write a t
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from e2h.data.files import atomic_write_jsonl
+from e2h.generation.seeding import stable_seed
 from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.prompts import STEP_SEPARATOR, answer_section
 from e2h.data.step_solutions import StepSolution, strip_answer_section, write_step_solutions
@@ -410,9 +410,9 @@ def generate_step_solutions(
 
 
 def _derived_seed(seed: int, part: str) -> int:
-    # Independent streams per part of the benchmark, stable across Python runs (no hash randomisation).
-    digest = hashlib.sha256(f"e2h.data.synthetic/{seed}/{part}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+    # Independent streams per part of the benchmark. "e2h.synthetic" is a fixed namespace, not the module's
+    # path: changing it would change every problem of the benchmark.
+    return stable_seed("e2h.synthetic", seed, part)
 
 
 def benchmark_splits(

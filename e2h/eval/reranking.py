@@ -15,13 +15,13 @@ Pure functions (besides the grader cache), no Lightning.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from e2h.generation.seeding import stable_seed
 from e2h.grading import is_equivalent
 from e2h.data.records import difficulty_group
 
@@ -183,12 +183,8 @@ def ns_up_to(n_max: int) -> list[int]:
 
 
 def subset_rng(seed: int, problem_id: str, n: int) -> random.Random:
-    """A generator seeded from (seed, problem id, N) by SHA-256: the same subsets in every process.
-
-    (Python's ``hash`` of a string is salted per process, so it cannot be used here.)
-    """
-    digest = hashlib.sha256(f"{seed}\x00{problem_id}\x00{n}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    """A generator seeded from (seed, problem id, N) by `stable_seed`: the same subsets in every process."""
+    return random.Random(stable_seed("e2h.rerank", seed, problem_id, n))
 
 
 def subsets(

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from e2h.data.prompts import STOP_STRINGS
 from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_completions
+from e2h.generation.seeding import stable_seed
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.training.strategies import gathered_parameters, generation_kwargs
@@ -152,7 +152,7 @@ class GeneratorModule(LightningModule):
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         # Seeded per batch from its first problem (a stable hash, not Python's salted one), so the same seed
         # and data give the same samples in every process.
-        torch.manual_seed(zlib.crc32(f"{self.hparams.sample_seed}/{batch[0]['unique_id']}".encode()))
+        torch.manual_seed(stable_seed(self.hparams.sample_seed, batch[0]["unique_id"]))
         prompts = [p["prompt"] for p in batch]
         with gathered_parameters(self.model):
             completions = generate_completions(

@@ -59,7 +59,6 @@ import copy
 import logging
 import math
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +73,7 @@ from e2h.rl import maths as rl
 from e2h.rl.kl import KL_KINDS, AdaptiveKLController, FixedKLController, kl_penalty
 from e2h.datamodules.ppo import RolloutPlan
 from e2h.generation.static_cache import static_generate
+from e2h.generation.seeding import stable_seed
 from e2h.generation.sampling import BACKENDS, SamplingConfig
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
@@ -371,7 +371,7 @@ class PPOModule(LightningModule):
         epoch, j = divmod(position, per_epoch)
         if epoch >= self.hparams.ppo_epochs:
             raise IndexError(f"position {position} is past the rollout's {per_epoch * self.hparams.ppo_epochs} batches")
-        generator = torch.Generator().manual_seed(_stable_seed(self.hparams.seed, "epoch", rollout_number, epoch))
+        generator = torch.Generator().manual_seed(stable_seed(self.hparams.seed, "epoch", rollout_number, epoch))
         order = torch.randperm(size, generator=generator)
         return order[j * micro : (j + 1) * micro]
 
@@ -430,7 +430,7 @@ class PPOModule(LightningModule):
         self.policy.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), gathered_parameters(self.policy):
-            torch.manual_seed(_stable_seed(h.seed, "rollout", rollout_number, self.global_rank))
+            torch.manual_seed(stable_seed(h.seed, "rollout", rollout_number, self.global_rank))
             step = h.generation_batch_size or len(prompts)
             for start in range(0, len(prompts), step):
                 enc = tok(list(prompts[start : start + step]), return_tensors="pt", padding=True, padding_side="left")
@@ -767,11 +767,6 @@ def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_model: str)
     if other.get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"the reward model {reward_model} has a different tokenizer from the policy; PPO scores the "
                          "policy's tokens directly, so both must share one vocabulary")
-
-
-def _stable_seed(*parts: Any) -> int:
-    # crc32, not hash(): Python salts string hashes per process, and every rank must agree.
-    return zlib.crc32("/".join(str(p) for p in parts).encode())
 
 
 def _trimmed(rollout: Rollout, index: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
