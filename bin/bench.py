@@ -31,6 +31,7 @@ from e2h.data.prompts import PromptFormat
 from e2h.generation.static_cache import static_generate
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule
+from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import build_char_tokenizer
 
 
@@ -62,7 +63,7 @@ def batches(args, vocab: int) -> list[dict[str, torch.Tensor]]:
         ids = torch.randint(4, vocab, (args.batch, args.seq), generator=g)
         out.append({
             "input_ids": ids,
-            "targets": torch.cat([ids[:, 1:], torch.full((args.batch, 1), -100)], dim=1),
+            "targets": torch.cat([ids[:, 1:], torch.full((args.batch, 1), IGNORE_LABEL)], dim=1),
             "attention_mask": torch.ones_like(ids),
             "position_ids": torch.arange(args.seq).expand(args.batch, -1),
         })
@@ -90,7 +91,7 @@ def raw_loop(args, data) -> float:
         batch = {k: v.to(args.device) for k, v in batch.items()}
         start = time.perf_counter()
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_LABEL)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -25,6 +25,7 @@ from e2h.modules.reward_model import reward_loss, select_labels
 from e2h.data.records import Problem
 from e2h.data.step_solutions import StepSolution, write_step_solutions
 from e2h.data.synthetic import benchmark_splits, label_steps, solve_steps
+from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.packing import pack_sequences
 from e2h.text.tokenizer import build_char_tokenizer
 
@@ -122,7 +123,7 @@ def test_label_all_step_tokens_labels_every_character_of_a_labelled_step():
 
 
 def test_select_labels_combines_outcome_and_steps_for_oprm():
-    ignore = -100.0
+    ignore = float(IGNORE_LABEL)
     batch = {
         "step_labels": torch.tensor([[1.0, 1.0, 0.0, ignore]]),
         "step_end_labels": torch.tensor([[ignore, 1.0, 0.0, ignore]]),
@@ -138,7 +139,7 @@ def test_select_labels_combines_outcome_and_steps_for_oprm():
 
 def test_a_batch_without_labels_gives_zero_loss_and_keeps_the_graph():
     logits = torch.randn(2, 3, requires_grad=True)
-    loss, n = reward_loss(logits, torch.full((2, 3), -100.0))
+    loss, n = reward_loss(logits, torch.full((2, 3), float(IGNORE_LABEL)))
     assert n == 0 and loss.item() == 0.0
     loss.backward()
     assert torch.equal(logits.grad, torch.zeros(2, 3))

@@ -109,17 +109,21 @@ def test_load_tokenizer_char_and_pad_fallback(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def test_the_ignored_label_is_the_one_pytorch_ignores():
+    assert IGNORE_LABEL == torch.nn.CrossEntropyLoss().ignore_index == -100
+
+
 def test_encode_sft_masks_exactly_the_prompt(char_tok):
     out = encode_sft(char_tok, "Q:1+1\n", "2 ok")
     # 6 prompt characters, 4 response characters, then EOS (id 2).
     expected_ids = [char_id(c) for c in "Q:1+1\n"] + [char_id(c) for c in "2 ok"] + [2]
     assert out["input_ids"] == expected_ids
-    assert out["labels"] == [-100] * 6 + [char_id("2"), char_id(" "), char_id("o"), char_id("k"), 2]
+    assert out["labels"] == [IGNORE_LABEL] * 6 + [char_id("2"), char_id(" "), char_id("o"), char_id("k"), 2]
     assert out["labels"][-1] == char_tok.eos_token_id
     assert out["truncated"] is False
     assert encode_sft(char_tok, "Q", "2", add_eos=False) == {
         "input_ids": [char_id("Q"), char_id("2")],
-        "labels": [-100, char_id("2")],
+        "labels": [IGNORE_LABEL, char_id("2")],
         "truncated": False,
     }
 
@@ -128,7 +132,7 @@ def test_encode_sft_truncation(char_tok):
     # Prompt 6 tokens, response 4 + EOS; max_length 8 keeps 2 response tokens and drops the EOS.
     out = encode_sft(char_tok, "Q:1+1\n", "2 ok", max_length=8)
     assert out["input_ids"] == [char_id(c) for c in "Q:1+1\n2 "]
-    assert out["labels"] == [-100] * 6 + [char_id("2"), char_id(" ")]
+    assert out["labels"] == [IGNORE_LABEL] * 6 + [char_id("2"), char_id(" ")]
     assert out["truncated"] is True
     # Exactly fitting (11 tokens) is not truncated.
     assert encode_sft(char_tok, "Q:1+1\n", "2 ok", max_length=11)["truncated"] is False
@@ -149,7 +153,7 @@ def test_encode_prompt_keeps_a_template_bos_and_drops_a_template_eos(whitespace_
     out = encode_sft(llama_like, "The answer is", "12.")
     response = llama_like("12.", add_special_tokens=False)["input_ids"]
     assert out["input_ids"] == [bos, *plain, *response, eos]
-    assert out["labels"] == [-100] * (1 + len(plain)) + [*response, eos]
+    assert out["labels"] == [IGNORE_LABEL] * (1 + len(plain)) + [*response, eos]
 
     # A template that also appends EOS: the prompt must not end with it.
     backend2 = train_bpe(pre_tokenizers.Whitespace(), TRAINING_LINES)
@@ -295,9 +299,9 @@ def test_first_fit_rows():
 
 def test_pack_sequences():
     examples = [
-        {"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "truncated": False},
+        {"input_ids": [1, 2, 3], "labels": [IGNORE_LABEL, 2, 3], "truncated": False},
         {"input_ids": [4, 5], "labels": [4, 5], "truncated": True},
-        {"input_ids": [6, 7, 8, 9], "labels": [-100, -100, 8, 9], "truncated": False},
+        {"input_ids": [6, 7, 8, 9], "labels": [IGNORE_LABEL, IGNORE_LABEL, 8, 9], "truncated": False},
         {"input_ids": [10], "labels": [10], "truncated": False},
     ]
     rows = pack_sequences(examples, 5)
@@ -305,13 +309,13 @@ def test_pack_sequences():
         {
             "input_ids": [1, 2, 3, 4, 5],
             # The first label of each example is dropped: the shifted loss would predict it from the previous one.
-            "labels": [-100, 2, 3, -100, 5],
+            "labels": [IGNORE_LABEL, 2, 3, IGNORE_LABEL, 5],
             "position_ids": [0, 1, 2, 0, 1],
             "sequence_ids": [0, 0, 0, 1, 1],
         },
         {
             "input_ids": [6, 7, 8, 9, 10],
-            "labels": [-100, -100, 8, 9, -100],
+            "labels": [IGNORE_LABEL, IGNORE_LABEL, 8, 9, IGNORE_LABEL],
             "position_ids": [0, 1, 2, 3, 0],
             "sequence_ids": [0, 0, 0, 0, 1],
         },
@@ -326,14 +330,14 @@ def test_pack_sequences():
 
 def test_collate_padded():
     rows = [
-        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "step_labels": [-100.0, 1.0, 0.0], "uid": "a"},
+        {"input_ids": [5, 6, 7], "labels": [IGNORE_LABEL, 6, 7], "step_labels": [IGNORE_LABEL, 1.0, 0.0], "uid": "a"},
         {"input_ids": [8], "labels": [8], "step_labels": [1.0], "uid": "b"},
     ]
     batch = collate_padded(rows, pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["labels"].tolist() == [[IGNORE_LABEL, 6, 7], [8, IGNORE_LABEL, IGNORE_LABEL]]
     assert batch["step_labels"].dtype == torch.float32
-    assert batch["step_labels"].tolist() == [[-100.0, 1.0, 0.0], [1.0, -100.0, -100.0]]
+    assert batch["step_labels"].tolist() == [[IGNORE_LABEL, 1.0, 0.0], [1.0, IGNORE_LABEL, IGNORE_LABEL]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
     assert batch["sequence_ids"].tolist() == [[0, 0, 0], [0, -1, -1]]

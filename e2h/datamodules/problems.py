@@ -145,12 +145,12 @@ class ProblemsDataModule(TokenizingDataModule):
     def _encode(self, records: list[Problem]) -> list[dict[str, list[int]]]:
         """SFT examples with next-token targets shifted inside each example (so packing never trains a
         prediction across two examples)."""
-        from e2h.text.encoding import encode_sft
+        from e2h.text.encoding import IGNORE_LABEL, encode_sft
 
         examples = []
         for p in records:
             enc = encode_sft(self.tokenizer, self.fmt.prompt(p.problem), self.fmt.response(p), max_length=self.max_length)
-            targets = enc["labels"][1:] + [-100]
+            targets = enc["labels"][1:] + [IGNORE_LABEL]
             examples.append({"input_ids": enc["input_ids"], "targets": targets})
         if self.pack:
             from e2h.text.packing import pack_sequences
@@ -163,7 +163,7 @@ class ProblemsDataModule(TokenizingDataModule):
     def _collate_sft(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         from e2h.text.packing import collate_padded
 
-        batch = collate_padded(rows, pad_id=self.tokenizer.pad_token_id, pad_values={"targets": -100})
+        batch = collate_padded(rows, pad_id=self.tokenizer.pad_token_id)
         if not self.pack:  # one example a row: the padding mask separates them, no block mask needed
             del batch["sequence_ids"]
         return batch

@@ -72,7 +72,8 @@ def encode_example(tokenizer, example: LabelledExample, max_length: int | None) 
         raise DataError(f"{example.where}: {e}") from None
     if max_length is not None and len(enc.input_ids) > max_length:
         return None
-    step_end_labels = labels_at(len(enc.input_ids), enc.step_end_positions, example.solution.labels, IGNORE_LABEL)
+    ignored = float(IGNORE_LABEL)
+    step_end_labels = labels_at(len(enc.input_ids), enc.step_end_positions, example.solution.labels, ignored)
     return {
         "input_ids": enc.input_ids,
         "step_labels": enc.step_labels,
@@ -199,11 +200,7 @@ class StepsDataModule(TokenizingDataModule):
     # --- loaders -------------------------------------------------------------------------------------------
 
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = collate_padded(
-            rows,
-            pad_id=self.tokenizer.pad_token_id,
-            pad_values={"step_labels": IGNORE_LABEL, "step_end_labels": IGNORE_LABEL, "outcome_labels": IGNORE_LABEL},
-        )
+        batch = collate_padded(rows, pad_id=self.tokenizer.pad_token_id)
         if "position_ids" not in rows[0]:  # one solution a row: the padding mask suffices, no block mask
             del batch["sequence_ids"]
         return batch

@@ -24,6 +24,7 @@ from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
+from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
 
 
@@ -108,8 +109,8 @@ class GeneratorModule(LightningModule):
         (a tensor: reading it would make the host wait for the device)."""
         logits = self(batch)
         targets = batch["targets"]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        return loss, (targets != -100).sum()
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_LABEL)
+        return loss, (targets != IGNORE_LABEL).sum()
 
     # --- fit -------------------------------------------------------------------------------------------
 

@@ -21,10 +21,9 @@ from e2h.data.prompts import STEP_SEPARATOR
 from e2h.data.step_solutions import StepSolution, step_char_spans
 from e2h.text.alignment import step_token_ranges
 
-IGNORE_INDEX = -100
-"""Label of a token that takes no part in the loss (the value PyTorch's cross entropy ignores by default)."""
-IGNORE_LABEL = -100.0
-"""The same, for the float per-token labels of the reward model (binary cross entropy has no ignore index)."""
+IGNORE_LABEL = -100
+"""Label of a token that takes no part in the loss: the value PyTorch's cross entropy ignores by default, and
+(as -100.0) the mark the reward model's float labels carry where its binary cross entropy reads nothing."""
 
 
 class PromptTooLongError(DataError):
@@ -104,7 +103,7 @@ def encode_sft(
     """Encode one (prompt, response) pair for supervised fine-tuning.
 
     Returns ``input_ids`` = ``encode_prompt(prompt) + response tokens (+ EOS)`` and ``labels`` of the same
-    length: ``IGNORE_INDEX`` (-100) on every prompt token, the token's own id on every response token and on
+    length: ``IGNORE_LABEL`` on every prompt token, the token's own id on every response token and on
     the EOS (the model must learn to stop). Labels are unshifted, as Hugging Face causal-LM losses expect.
 
     Truncation to ``max_length`` cuts the response from its end (the EOS goes first) and sets ``truncated``;
@@ -126,7 +125,7 @@ def encode_sft(
         response_ids = response_ids[:room]
     return {
         "input_ids": prompt_ids + response_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
+        "labels": [IGNORE_LABEL] * len(prompt_ids) + response_ids,
         "truncated": truncated,
     }
 
@@ -136,7 +135,7 @@ class EncodedSteps:
     """One step-labelled solution, encoded for a reward model (ORM, PRM or OPRM: the labels decide which).
 
     Per-token fields (length ``len(input_ids)``): ``input_ids``, ``step_labels``, ``outcome_labels``; labels
-    are floats in {0.0, 1.0}, or ``IGNORE_LABEL`` (-100.0) where no loss applies. Unlike the SFT labels they
+    are floats in {0.0, 1.0}, or ``float(IGNORE_LABEL)`` where no loss applies. Unlike the SFT labels they
     are not shifted: the reward model's output *at* a token is read for that token's label.
 
     ``step_end_positions[i]`` is the index in ``input_ids`` of step i's last token, for every step, labelled
@@ -211,7 +210,7 @@ def encode_step_solution(
 
     n_prompt = len(prompt_ids)
     input_ids = prompt_ids + tail[:kept]
-    step_labels = [IGNORE_LABEL] * len(input_ids)
+    step_labels = [float(IGNORE_LABEL)] * len(input_ids)
     spans = step_char_spans(solution.steps)
     ranges = step_token_ranges(spans, offsets, len(response))
 
@@ -267,7 +266,7 @@ def encode_step_solution(
             f"{where}: the outcome is labelled but the solution's end was truncated by max_length={max_length}; "
             "raise max_length or drop the record"
         )
-    outcome_labels = [IGNORE_LABEL] * len(input_ids)
+    outcome_labels = [float(IGNORE_LABEL)] * len(input_ids)
     if solution.outcome is not None:
         outcome_labels[outcome_position] = float(solution.outcome)
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from e2h.data.errors import DataError
-from e2h.text.encoding import IGNORE_INDEX
+from e2h.text.encoding import IGNORE_LABEL
 
 
 def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -65,7 +65,7 @@ def pack_sequences(
     0, 1, 2, ... — give both to the model, with ``block_causal_mask(sequence_ids)`` as its attention mask,
     so that no example attends to another.
 
-    The first ``labels`` entry of every example is set to ``IGNORE_INDEX``: a causal-LM loss shifts labels by
+    The first ``labels`` entry of every example is set to ``IGNORE_LABEL``: a causal-LM loss shifts labels by
     one, so in a packed row the last token of one example would otherwise be trained to predict the first
     token of the next, a target that does not exist when the examples run alone.
 
@@ -98,7 +98,7 @@ def pack_sequences(
             for key in keys:
                 values = list(examples[n][key])
                 if key == "labels" and values:
-                    values[0] = IGNORE_INDEX
+                    values[0] = IGNORE_LABEL
                 row[key].extend(values)
             row["position_ids"].extend(range(lengths[n]))
             row["sequence_ids"].extend([seq_id] * lengths[n])
@@ -106,12 +106,18 @@ def pack_sequences(
     return packed
 
 
-def default_pad_values(pad_id: int, label_pad: int = IGNORE_INDEX) -> dict[str, int | float]:
-    """Padding value of each per-token field ``collate_padded`` knows; a float value makes a float tensor."""
+def default_pad_values(pad_id: int, label_pad: int = IGNORE_LABEL) -> dict[str, int | float]:
+    """Padding value of each per-token field ``collate_padded`` knows; a float value makes a float tensor.
+
+    ``labels`` are unshifted causal-LM labels, ``targets`` the generator's already-shifted ones; the other
+    label fields are the reward model's (floats).
+    """
     return {
         "input_ids": pad_id,
         "labels": label_pad,
+        "targets": label_pad,
         "step_labels": float(label_pad),
+        "step_end_labels": float(label_pad),
         "outcome_labels": float(label_pad),
         "attention_mask": 0,
         "position_ids": 0,
@@ -122,7 +128,7 @@ def default_pad_values(pad_id: int, label_pad: int = IGNORE_INDEX) -> dict[str, 
 def collate_padded(
     rows: Sequence[Mapping[str, Any]],
     pad_id: int,
-    label_pad: int = IGNORE_INDEX,
+    label_pad: int = IGNORE_LABEL,
     *,
     pad_to_multiple_of: int | None = None,
     pad_values: Mapping[str, int | float] | None = None,
@@ -130,10 +136,10 @@ def collate_padded(
     """Pad rows on the right to the longest row (rounded up to ``pad_to_multiple_of``) and stack them.
 
     Per-token fields are those with a padding value (``default_pad_values``, updated by ``pad_values``):
-    ``input_ids`` pads with ``pad_id``, ``labels`` with ``label_pad``, ``step_labels``/``outcome_labels`` with
-    ``float(label_pad)`` (as float32 tensors), ``position_ids`` with 0, ``sequence_ids`` with -1 and
-    ``attention_mask`` with 0; each becomes a ``[B, T]`` tensor (float32 when its padding value is a float,
-    int64 otherwise). ``attention_mask`` (1 on real tokens), ``position_ids`` (0..n-1) and ``sequence_ids``
+    ``input_ids`` pads with ``pad_id``, ``labels`` and ``targets`` with ``label_pad``, ``step_labels``,
+    ``step_end_labels`` and ``outcome_labels`` with ``float(label_pad)`` (as float32 tensors),
+    ``position_ids`` with 0, ``sequence_ids`` with -1 and ``attention_mask`` with 0; each becomes a ``[B, T]``
+    tensor (float32 when its padding value is a float, int64 otherwise). ``attention_mask`` (1 on real tokens), ``position_ids`` (0..n-1) and ``sequence_ids``
     (all 0) are created for rows that lack them, so packed and unpacked batches look alike. Any other field
     (e.g. ``step_end_positions``, ``unique_id``) is passed through as a list over the batch.
     """

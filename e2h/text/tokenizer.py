@@ -87,8 +87,9 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
     Padding goes on the right (the loss masks and packed layouts assume real tokens start at position 0);
     generation switches to left padding itself. A tokenizer without a pad token (Llama, GPT-2) gets its EOS as
-    pad token: padded positions are excluded by the attention mask and by labels of -100, never by comparing
-    ids with the pad id, so the EOS the model must learn to emit is not masked by this choice.
+    pad token: padded positions are excluded by the attention mask and by ignored labels
+    (``e2h.text.encoding.IGNORE_LABEL``), never by comparing ids with the pad id, so the EOS the model must
+    learn to emit is not masked by this choice.
     """
     if name_or_path == CHAR_TOKENIZER_NAME:
         tokenizer: PreTrainedTokenizerBase = build_char_tokenizer()
