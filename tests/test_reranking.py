@@ -210,9 +210,9 @@ def test_pass_at_n():
 
 def test_accuracy_by_subset_splits_by_level_and_group():
     result = accuracy_by_subset([A, B], "majority", 2)
-    assert set(result) == {"level 1", "easy", "level 4", "hard", "all"}
+    assert set(result) == {"level_1", "easy", "level_4", "hard", "all"}
     assert close(result["easy"][0], Fraction(5, 6)) and result["easy"][1] == 1
-    assert close(result["level 4"][0], Fraction(1, 2)) and result["level 4"][1] == 1
+    assert close(result["level_4"][0], Fraction(1, 2)) and result["level_4"][1] == 1
     assert close(result["all"][0], Fraction(2, 3)) and result["all"][1] == 2
 
 
@@ -327,10 +327,10 @@ def test_report_end_to_end(files, tmp_path, capsys):
     assert "| weighted:orm | 50.0% | 50.0% | 0.0% |" in easy
     assert "| best_of_n:orm | 50.0% | 16.7% | 0.0% |" in easy
     assert "N_max: 4" in markdown and "seed: 0" in markdown and "subsets per N: 20" in markdown
-    assert "problems: level 1: 1, level 4: 1, easy: 1, hard: 1, all: 2" in markdown
+    assert "problems: level_1: 1, level_4: 1, easy: 1, hard: 1, all: 2" in markdown
     assert "left out: 1 problem(s) without a gold answer" in markdown
     assert [line.split(" (")[0] for line in markdown.splitlines() if line.startswith("## ")] == [
-        "## level 1", "## level 4", "## easy", "## hard", "## all"
+        "## level_1", "## level_4", "## easy", "## hard", "## all"
     ]
 
     csv_lines = (out / "report.csv").read_text(encoding="utf-8").splitlines()

@@ -28,7 +28,7 @@ def test_summary_by_level_and_group_by_hand(tmp_path):
         sample("c", 5, 0, None, "2"), sample("c", 5, 1, None, "2"), sample("c", 5, 2, None, "2"),
     ]
     table = summarize(read_samples(write(tmp_path / "s.jsonl", rows)))
-    assert (table["level 1"].sample_correct, table["level 1"].majority_correct, table["level 1"].any_correct) == (
+    assert (table["level_1"].sample_correct, table["level_1"].majority_correct, table["level_1"].any_correct) == (
         pytest.approx(2 / 3), 1, 1)
     assert (table["hard"].problems, table["hard"].majority_correct, table["hard"].any_correct) == (2, 0, 1)
     assert table["hard"].sample_correct == pytest.approx(1 / 3)
@@ -48,4 +48,4 @@ def test_missing_fields_name_file_line_and_field(tmp_path):
 def test_command_prints_the_table(tmp_path, capsys):
     path = write(tmp_path / "s.jsonl", [sample("a", 2, 0, "4", "4")])
     assert main([str(path)]) == 0
-    assert "| level 2 | 1 | 1 | 100.0% | 100.0% | 100.0% |" in capsys.readouterr().out
+    assert "| level_2 | 1 | 1 | 100.0% | 100.0% | 100.0% |" in capsys.readouterr().out

@@ -52,6 +52,20 @@ def difficulty_group(level: int | None) -> str:
     return "unknown"
 
 
+def level_key(level: int | None) -> str:
+    """A level's subset key in metrics, reports and TensorBoard tags: ``level_3`` (``level_unknown``)."""
+    return "level_unknown" if level is None else f"level_{level}"
+
+
+def subset_keys(level: int | None) -> tuple[str, str, str]:
+    """The subsets a problem of `level` counts in: ``all``, its easy/hard group and its level."""
+    return "all", difficulty_group(level), level_key(level)
+
+
+SUBSET_KEYS = ("all", "easy", "hard", *(level_key(level) for level in ALL_LEVELS))
+"""Every subset measured on MATH's levels, in table order."""
+
+
 # --- normalising raw rows -------------------------------------------------------------------------------
 
 _LEVEL_RE = re.compile(r"^\s*(?:level\s*)?(\d+)\s*$", re.IGNORECASE)

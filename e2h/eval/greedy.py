@@ -12,11 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
-from e2h.data.records import ALL_LEVELS, difficulty_group
-
-
-def accuracy_keys() -> list[str]:
-    return ["all", "easy", "hard"] + [f"level_{lvl}" for lvl in ALL_LEVELS]
+from e2h.data.records import SUBSET_KEYS, subset_keys
 
 
 class GreedyAccuracy(torch.nn.Module):
@@ -27,7 +23,7 @@ class GreedyAccuracy(torch.nn.Module):
 
     def __init__(self, max_texts: int = 4) -> None:
         super().__init__()
-        self.accuracy = MetricCollection({k: MeanMetric() for k in accuracy_keys()})
+        self.accuracy = MetricCollection({k: MeanMetric() for k in SUBSET_KEYS})
         self.max_texts = max_texts
         self.texts: list[str] = []
 
@@ -44,7 +40,7 @@ class GreedyAccuracy(torch.nn.Module):
         completions = generate_completions(model, tokenizer, prompts, sampling, generate_kwargs=generate_kwargs)
         for p, (c,) in zip(problems, completions):
             correct = float(is_equivalent(extract_answer(c.text), p["answer"]))
-            for key in ("all", difficulty_group(p["level"]), f"level_{p['level']}"):
+            for key in subset_keys(p["level"]):
                 if key in self.accuracy:
                     self.accuracy[key].update(correct)
             if len(self.texts) < self.max_texts:

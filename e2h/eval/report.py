@@ -154,7 +154,7 @@ def load_scored_problems(
 
 @dataclass(frozen=True)
 class ReportRow:
-    """Accuracy (a fraction) of one method at one N on one subset ("level 3", "easy", "hard", "all")."""
+    """Accuracy (a fraction) of one method at one N on one subset ("level_3", "easy", "hard", "all")."""
 
     method: str
     n: int
@@ -191,13 +191,13 @@ class Report:
 
 def subset_order(labels: Sequence[str]) -> list[str]:
     """Levels in numeric order, then easy, hard, unknown and all (those present)."""
-    levels = [s for s in labels if s.startswith("level ")]
+    levels = [s for s in labels if s.startswith("level_")]
 
-    def level_key(label: str) -> tuple[int, int]:
-        suffix = label.removeprefix("level ")
+    def number(label: str) -> tuple[int, int]:
+        suffix = label.removeprefix("level_")
         return (0, int(suffix)) if suffix.isdigit() else (1, 0)
 
-    return sorted(levels, key=level_key) + [s for s in ("easy", "hard", "unknown", "all") if s in labels]
+    return sorted(levels, key=number) + [s for s in ("easy", "hard", "unknown", "all") if s in labels]
 
 
 def choose_ns(requested: Sequence[int] | None, n_max: int) -> list[int]:
@@ -371,11 +371,6 @@ def write_plot(report: Report, path: str | Path) -> None:
     save_figure(fig, path)
 
 
-def tensorboard_tag(subset: str, method: str) -> str:
-    """``rerank/{subset}/{method}``, spaces made underscores ("level 3" -> "level_3") for tag filters."""
-    return f"rerank/{subset.replace(' ', '_')}/{method}"
-
-
 def log_tensorboard(report: Report, log_dir: str | Path) -> None:
     """Every accuracy as a TensorBoard scalar: tag ``rerank/{subset}/{method}``, step N."""
     from torch.utils.tensorboard import SummaryWriter
@@ -383,7 +378,7 @@ def log_tensorboard(report: Report, log_dir: str | Path) -> None:
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
         for r in report.rows:
-            writer.add_scalar(tensorboard_tag(r.subset, r.method), r.accuracy, global_step=r.n)
+            writer.add_scalar(f"rerank/{r.subset}/{r.method}", r.accuracy, global_step=r.n)
     finally:
         writer.close()
 

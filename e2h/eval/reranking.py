@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from e2h.generation.seeding import stable_seed
 from e2h.grading import is_equivalent
-from e2h.data.records import difficulty_group
+from e2h.data.records import subset_keys
 
 Equivalence = Callable[[str, str], bool]
 
@@ -284,11 +284,6 @@ def accuracy_at_n(
     ) / len(problems)
 
 
-def subset_labels(level: int | None) -> tuple[str, str, str]:
-    """The report subsets a problem counts in: its level ("level 3"), its group ("easy"/"hard") and "all"."""
-    return (f"level {level}" if level is not None else "level unknown", difficulty_group(level), "all")
-
-
 def methods_for(scorers: Iterable[str]) -> list[str]:
     """The report's methods in table order: baseline, voting, each scorer's two methods, ceiling."""
     scored = [f"{kind}:{name}" for name in scorers for kind in SCORED_METHODS]
@@ -307,7 +302,7 @@ def accuracy_by_subset(
 ) -> dict[str, tuple[float, int]]:
     """`accuracy_at_n` for every report subset at once: label -> (accuracy, number of problems).
 
-    Labels are those of :func:`subset_labels` ("level 3", "easy", "hard", "all"...); each problem is
+    Labels are those of `e2h.data.records.subset_keys` ("all", "easy", "hard", "level_3"...); each problem is
     measured once and counted in its three subsets.
     """
     cache = cache if cache is not None else GradingCache()
@@ -315,7 +310,7 @@ def accuracy_by_subset(
     counts: dict[str, int] = {}
     for p in problems:
         acc = problem_accuracy(p, method, n, num_subsets, seed, exhaustive=exhaustive, cache=cache)
-        for label in subset_labels(p.level):
+        for label in subset_keys(p.level):
             sums[label] = sums.get(label, 0.0) + acc
             counts[label] = counts.get(label, 0) + 1
     return {label: (sums[label] / counts[label], counts[label]) for label in sums}

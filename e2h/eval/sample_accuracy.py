@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from e2h.data.records import difficulty_group
+from e2h.data.records import subset_keys
 from e2h.eval.reranking import majority_vote
 from e2h.grading import is_equivalent
 
@@ -37,7 +37,7 @@ def summarize(by_problem: dict[str, list[dict[str, Any]]]) -> dict[str, Accuracy
             continue
         correct = [bool(r.get("correct")) if r.get("correct") is not None else is_equivalent(r["answer"], gold) for r in rows]
         voted = majority_vote([r["answer"] for r in rows])
-        for key in ("all", difficulty_group(level), f"level {level}"):
+        for key in subset_keys(level):
             acc = table[key]
             acc.problems += 1
             acc.samples += len(rows)

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from e2h.data.records import difficulty_group
-from e2h.eval.greedy import accuracy_keys
+from e2h.data.records import SUBSET_KEYS, subset_keys
 from e2h.eval.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
 from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.reward_head import build_reward_backbone
@@ -129,9 +128,8 @@ class RewardModelModule(LightningModule):
         self.optimizer_factory: Callable = optimizer
         self.scheduler_factory: Callable | None = lr_scheduler
         self.model = None
-        keys = accuracy_keys()
-        self.step_metrics = BinaryScoreMetrics(keys)
-        self.outcome_metrics = BinaryScoreMetrics(keys)
+        self.step_metrics = BinaryScoreMetrics(SUBSET_KEYS)
+        self.outcome_metrics = BinaryScoreMetrics(SUBSET_KEYS)
         self._logged_texts: list[str] = []
 
     # --- model -----------------------------------------------------------------------------------------
@@ -226,7 +224,7 @@ class RewardModelModule(LightningModule):
             step = (probs[b][step_mask], batch["step_end_labels"][b][step_mask])
             n_outcome = int(outcome_mask.sum())
             outcome = (probs.new_full((n_outcome,), scores[b][1]), batch["outcome_labels"][b][outcome_mask])
-            for key in ("all", difficulty_group(level), f"level_{level}"):
+            for key in subset_keys(level):
                 gathered.setdefault(("step", key), []).append(step)
                 gathered.setdefault(("outcome", key), []).append(outcome)
             if len(self._logged_texts) < self.hparams.log_samples:

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from e2h.data.files import atomic_write_text
+from e2h.data.records import ALL_LEVELS, level_key
 from e2h.eval.plots import new_figure, save_figure
 from e2h.study.plan import Plan, done_marker
 
-LEVELS = (1, 2, 3, 4, 5)
+LEVELS = ALL_LEVELS
 GROUPS = ("easy", "hard", "all")
 
 
@@ -37,7 +38,7 @@ def _accuracy_row(metrics: dict[str, Any] | None) -> list[str]:
     if metrics is None:
         return ["-"] * (len(LEVELS) + len(GROUPS))
     values = {k.split("/", 1)[1]: v for k, v in metrics["metrics"].items() if "/acc_" in k}
-    names = [f"acc_level_{lv}" for lv in LEVELS] + [f"acc_{g}" for g in GROUPS]
+    names = [f"acc_{level_key(lv)}" for lv in LEVELS] + [f"acc_{g}" for g in GROUPS]
     return [f"{100 * values[n]:.1f}%" if n in values else "-" for n in names]
 
 
@@ -87,7 +88,7 @@ ICL_NOTE = {
 }
 
 PPO_TAGS = ["train/reward/total", "train/reward/outcome", "train/reward/process", "train/rollout/kl"] + [
-    f"val/acc_level_{lv}" for lv in LEVELS
+    f"val/acc_{level_key(lv)}" for lv in LEVELS
 ] + ["val/acc_easy", "val/acc_hard"]
 
 
