@@ -29,6 +29,8 @@ from e2h.data.step_solutions import StepSolution
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
+SYNTHETIC_PER_LEVEL = {"train": 2000, "test": 60}
+"""The synthetic benchmark's size: problems per level of its train and test splits (what every config uses)."""
 STEP_SOURCE_KINDS = ("steps", "synthetic", "samples")
 
 
@@ -40,7 +42,8 @@ class ProblemSource:
     split: the hub split, or the synthetic split (``train`` / ``test``, disjoint).
     levels: keep only these levels (None: all).
     limit: keep at most this many problems after filtering, drawn with `seed` (None: all).
-    synthetic_per_level: problems per level of the synthetic split ``train`` and ``test``.
+    synthetic_per_level: problems per level of the synthetic split ``train`` and ``test`` (default
+        `SYNTHETIC_PER_LEVEL`; a split left out keeps its default).
     """
 
     source: str = SYNTHETIC
@@ -48,7 +51,7 @@ class ProblemSource:
     levels: list[int] | None = None
     limit: int | None = None
     seed: int = 0
-    synthetic_per_level: dict[str, int] = field(default_factory=lambda: {"train": 2000, "test": 100})
+    synthetic_per_level: dict[str, int] = field(default_factory=lambda: dict(SYNTHETIC_PER_LEVEL))
 
     def load(self, held_out: list[Problem] | None = None) -> list[Problem]:
         problems = self._load_all()
@@ -68,7 +71,7 @@ class ProblemSource:
 
         if self.split not in ("train", "test"):
             raise ValueError(f"synthetic split must be 'train' or 'test', got {self.split!r}")
-        sizes = {"train": 2000, "test": 100, **self.synthetic_per_level}
+        sizes = {**SYNTHETIC_PER_LEVEL, **self.synthetic_per_level}
         train, test = benchmark_splits(sizes["train"], sizes["test"], seed=self.seed)
         return train if self.split == "train" else test
 
@@ -111,7 +114,7 @@ class StepSource:
     limit: int | None = None
     seed: int = 0
     split: str = "train"
-    synthetic_per_level: dict[str, int] = field(default_factory=lambda: {"train": 2000, "test": 100})
+    synthetic_per_level: dict[str, int] = field(default_factory=lambda: dict(SYNTHETIC_PER_LEVEL))
     wrong_fraction: float = 0.5
     error_kinds: list[str] = field(default_factory=lambda: ["result"])
     process_labels: bool = False
