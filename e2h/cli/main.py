@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
+
+from e2h.training.run_folder import run_logger
 
 DESCRIPTION = (
     "e2h: easy-to-hard generalization trainer. Subcommands fit, validate, test and predict run Lightning "
@@ -22,6 +25,14 @@ DESCRIPTION = (
 
 
 class E2HCLI(LightningCLI):
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # A config that names no logger logs under the run's folder (default_root_dir/tb), so that one option,
+        # --trainer.default_root_dir, moves a run's logs, checkpoints and export together.
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True):
+            kwargs.setdefault("logger", run_logger(trainer.get("default_root_dir")))
+        return super().instantiate_trainer(**kwargs)
+
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would replace the configured model arguments by those saved in --ckpt_path,
         # silently undoing e.g. sampling settings given on the command line. In e2h the config states

@@ -14,6 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from e2h.data.files import atomic_write_jsonl, atomic_write_text, read_jsonl
+from e2h.training.run_folder import EXPORT, run_path
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +200,18 @@ class TokensPerSecond(Callback):
 
 
 class ExportHF(Callback):
-    """Writes the trained model as a Hugging Face folder (`save_hf`) when fit ends."""
+    """Writes the trained model as a Hugging Face folder (`save_hf`) when fit ends: to `folder`, by default
+    ``hf`` in the run's folder (``default_root_dir``)."""
 
-    def __init__(self, folder: str = "runs/hf") -> None:
+    def __init__(self, folder: str | None = None) -> None:
         self.folder = folder
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = self.folder or run_path(trainer, EXPORT)
         # Every rank calls it: under FSDP / ZeRO-3 the weights are gathered first; rank 0 writes.
-        pl_module.save_hf(self.folder)
+        pl_module.save_hf(folder)
         if trainer.is_global_zero:
-            log.info("exported the model as a Hugging Face folder: %s", self.folder)
+            log.info("exported the model as a Hugging Face folder: %s", folder)
 
 
 class MetricsFile(Callback):
