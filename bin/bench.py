@@ -194,6 +194,7 @@ def ppo_split(args) -> dict[str, float]:
     from e2h.datamodules import ProblemSource
     from e2h.datamodules.ppo import PPOPromptsDataModule
     from e2h.modules import PPOModule
+    from e2h.modules.ppo_args import BatchSizes, Sampling
 
     module = make_module(args)
     rm_config = copy.deepcopy(module.model.config)
@@ -204,12 +205,14 @@ def ppo_split(args) -> dict[str, float]:
                               (rm, AutoModelForTokenClassification.from_config(rm_config))):
             model.save_pretrained(folder)
             module.tokenizer.save_pretrained(folder)
-        ppo = PPOModule(policy=policy, reward_model=rm, dtype=args.dtype, rollout_batch_size=args.gen_batch,
-                        minibatch_size=max(args.gen_batch // 4, 1), max_new_tokens=args.new_tokens, log_rollouts=0,
-                        generation_backend=args.ppo_backend)
-        levels = [1, 2, 3, 4, 5]
-        data = PPOPromptsDataModule(train=ProblemSource(levels=levels, synthetic_per_level={"train": 200, "test": 4}),
-                                    val=ProblemSource(split="test", levels=levels, synthetic_per_level={"train": 200, "test": 4}))
+        ppo = PPOModule(
+            policy=policy, reward_model=rm, dtype=args.dtype, log_rollouts=0,
+            batch=BatchSizes(rollout=args.gen_batch, minibatch=max(args.gen_batch // 4, 1)),
+            sampling=Sampling(max_new_tokens=args.new_tokens, backend=args.ppo_backend),
+        )
+        levels, sizes = [1, 2, 3, 4, 5], {"train": 200, "test": 4}
+        data = PPOPromptsDataModule(train=ProblemSource(levels=levels, synthetic_per_level=sizes),
+                                    val=ProblemSource(split="test", levels=levels, synthetic_per_level=sizes))
         steps = 2 * ppo.steps_per_rollout
         trainer = Trainer(accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1, max_steps=steps,
                           logger=False, enable_checkpointing=False, enable_progress_bar=False,

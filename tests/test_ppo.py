@@ -11,9 +11,12 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Ll
 
 from e2h.cli.main import main
 from e2h.datamodules import ProblemSource
-from e2h.datamodules.ppo import PPOPromptsDataModule, RolloutBatchSampler, hide_answers
+from e2h.datamodules.ppo import PPOPromptsDataModule, hide_answers
+from e2h.datamodules.sampler import RolloutBatchSampler
+from e2h.generation.static_cache import left_padded_positions
 from e2h.modules import PPOModule
-from e2h.modules.ppo import position_ids_for, response_mask
+from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling
+from e2h.rl.rollout import RolloutPlan, response_mask
 from e2h.text.alignment import step_end_tokens, token_char_offsets
 from e2h.text.tokenizer import build_char_tokenizer
 
@@ -43,10 +46,15 @@ def models(tmp_path_factory) -> dict[str, str]:
     return {"policy": policy, "reward_model": reward}
 
 
-def make_module(models, **kwargs) -> PPOModule:
-    defaults = dict(rollout_batch_size=8, minibatch_size=4, ppo_epochs=1, max_new_tokens=10, temperature=1.0,
-                    top_k=0, log_rollouts=0, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
-    return PPOModule(policy=models["policy"], reward_model=models["reward_model"], **{**defaults, **kwargs})
+def make_module(models, batch=None, sampling=None, **kwargs) -> PPOModule:
+    """A PPO module on the tiny models: rollout 8, minibatch 4, 10 new tokens at temperature 1 (plus overrides)."""
+    defaults = dict(log_rollouts=0, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
+    return PPOModule(
+        policy=models["policy"], reward_model=models["reward_model"],
+        batch=BatchSizes(**{"rollout": 8, "minibatch": 4, "ppo_epochs": 1, **(batch or {})}),
+        sampling=Sampling(**{"max_new_tokens": 10, "temperature": 1.0, "top_k": 0, **(sampling or {})}),
+        **{**defaults, **kwargs},
+    )
 
 
 def make_datamodule(**kwargs) -> PPOPromptsDataModule:
@@ -88,7 +96,8 @@ def test_response_mask_keeps_tokens_up_to_the_first_eos():
     mask, stopped = response_mask(responses, eos_id=2)
     assert mask.int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
     assert stopped.tolist() == [True, True, False]
-    assert position_ids_for(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 0]])).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 0]]
+    positions = left_padded_positions(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 0]]))
+    assert positions.tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 0]]
 
 
 def test_step_ends_are_the_last_token_of_each_step_with_the_answer_on_the_last_step():
@@ -115,8 +124,11 @@ def test_training_prompts_of_hard_levels_hide_their_answers():
 
 
 def test_rollout_sampler_repeats_each_rollout_and_splits_it_over_ranks():
-    sampler = RolloutBatchSampler(10, prompts_per_rollout=2, repeats=3, seed=0, rank=0, world_size=2)
-    other = RolloutBatchSampler(10, prompts_per_rollout=2, repeats=3, seed=0, rank=1, world_size=2)
+    # 2 devices, 2 prompts each: a rollout of 4; minibatch 4 over 3 PPO epochs: 3 loader batches per rollout
+    plan = RolloutPlan(rollout=4, minibatch=4, ppo_epochs=3, world=2)
+    assert (plan.prompts_per_rollout, plan.batches_per_rollout) == (2, 3)
+    sampler = RolloutBatchSampler(10, plan, seed=0, rank=0)
+    other = RolloutBatchSampler(10, plan, seed=0, rank=1)
     batches, others = list(sampler), list(other)
     assert len(batches) == len(sampler) == 2 * 3  # 10 // (2 x 2) = 2 rollouts, each 3 times
     assert [(b[0][1], b[0][2]) for b in batches] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
@@ -156,7 +168,7 @@ def test_generation_is_seeded_per_rollout_and_log_probs_do_not_depend_on_padding
 
 
 def test_generation_log_probs_match_the_sampling_distribution(models):
-    module = make_module(models, temperature=0.7)
+    module = make_module(models, sampling={"temperature": 0.7})
     module.configure_model()
     prompt = "# Question\n\n4+5\n\n# Solution\n\n"
     enc = module.tokenizer([prompt], return_tensors="pt")
@@ -180,8 +192,9 @@ def test_rewards_sit_on_step_ends_and_eos_and_flow_into_the_returns(tmp_path, mo
         rm.score.weight.zero_()
         rm.score.bias.fill_(math.log(0.3 / 0.7))  # sigmoid = 0.3 everywhere
     rm_dir = save(rm, tmp_path / "rm")
-    module = PPOModule(policy=models["policy"], reward_model=rm_dir, value_model=models["policy"], rollout_batch_size=1,
-                       minibatch_size=1, kl_coef=0.0, scale_rewards=False, whiten_advantages=False, log_rollouts=0)
+    module = PPOModule(policy=models["policy"], reward_model=rm_dir, value_model=models["policy"],
+                       batch=BatchSizes(rollout=1, minibatch=1), rewards=Rewards(kl_coef=0.0, scale=False),
+                       optimisation=Optimisation(whiten_advantages=False), log_rollouts=0)
     module.configure_model()
     tok = module.tokenizer
     prompt, response = "# Question\n\n1+2+4\n\n# Solution\n\n", "1+2=3 3+4\n\n3+4=7\n\n# Answer\n\n7"
@@ -202,8 +215,33 @@ def test_rewards_sit_on_step_ends_and_eos_and_flow_into_the_returns(tmp_path, mo
     assert torch.allclose(rollout.advantages[0], expected, atol=1e-6)  # the value head starts at 0
 
 
+def test_an_infinite_k3_estimate_on_padding_leaves_the_sequence_kl_finite(models):
+    """With the k3 estimator a padded position can hold inf (the policy and the reference rate the pad token
+    very differently); the rollout's mean sequence KL, which the adaptive controller reads, must ignore it."""
+    module = make_module(models, rewards=Rewards(kl_estimator="k3", kl_target=1.0))
+    module.configure_model()
+    tok = module.tokenizer
+    prompt = "# Question\n\n1+2\n\n# Solution\n\n"
+    prompt_ids = tok(prompt)["input_ids"]
+    short, long = tok("3")["input_ids"] + [tok.eos_token_id], tok("1+2=3")["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([prompt_ids + short + [tok.pad_token_id] * (len(long) - len(short)), prompt_ids + long])
+    module.generate_rollout = lambda prompts, number: (ids, torch.ones_like(ids), len(prompt_ids))
+    real = module._score_rollout_tokens
+
+    def scored(ids, attention, width):
+        out = real(ids, attention, width)
+        out["old_logp"][0, -1], out["ref_logp"][0, -1] = -100.0, -5.0  # row 0's last position is padding
+        return out
+
+    module._score_rollout_tokens = scored
+    records = [{"prompt": prompt, "answer": "3", "level": 1, "unique_id": str(i)} for i in range(2)]
+    rollout = module.make_rollout(records, 0)
+    assert rollout.mask[0].tolist() == [True] * len(short) + [False] * (len(long) - len(short))
+    assert math.isfinite(module.kl_controller.value)
+
+
 def test_orm_and_format_penalty_are_added_at_the_last_token(models):
-    module = make_module(models, process_reward=None, orm_weight=2.0, orm_center=0.5, outcome=False)
+    module = make_module(models, rewards=Rewards(process=None, orm_weight=2.0, orm_center=0.5, outcome=False))
     tok = module.tokenizer
     ids = tok("1+2=3\n\n3")["input_ids"]  # no "# Answer" section: the answer "3" is not found either
     probs = torch.full((len(ids) + 1,), 0.5)
@@ -219,7 +257,7 @@ def test_orm_and_format_penalty_are_added_at_the_last_token(models):
 
 def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path, models):
     # rollout 8, minibatch 4, 2 epochs: K = 4 optimizer steps; 2 micro-batches each (accumulation): 8 batches
-    module = make_module(models, ppo_epochs=2)
+    module = make_module(models, batch={"ppo_epochs": 2})
     seen: list[tuple[int, int, list[int]]] = []
     original = module.micro_batch_indices
 
@@ -243,7 +281,7 @@ def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path,
 
 
 def test_resume_at_a_rollout_boundary_gives_the_same_losses(tmp_path, models):
-    kwargs = dict(kl_target=0.5, kl_coef=0.2, kl_horizon=16)  # adaptive KL: its state must be restored too
+    kwargs = dict(rewards=Rewards(kl_target=0.5, kl_coef=0.2, kl_horizon=16))  # adaptive KL: its state is restored too
     _, straight = fit(make_module(models, **kwargs), make_datamodule(), tmp_path / "a", max_steps=8)
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=4, save_top_k=-1)
     _, first = fit(make_module(models, **kwargs), make_datamodule(), tmp_path / "b", max_steps=4, callbacks=[saver])
@@ -387,8 +425,9 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models):
     """
     module = PPOModule(
         policy=models["policy"], reward_model=digit_reward_model(tmp_path / "rm"), value_model=models["policy"],
-        rollout_batch_size=32, minibatch_size=8, max_new_tokens=6, temperature=1.0, top_k=0, outcome=False,
-        penalty_scale=0.0, kl_coef=0.05, log_rollouts=0, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
+        batch=BatchSizes(rollout=32, minibatch=8), sampling=Sampling(max_new_tokens=6, temperature=1.0, top_k=0),
+        rewards=Rewards(outcome=False, penalty_scale=0.0, kl_coef=0.05), log_rollouts=0,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
     )
     metrics = RolloutMetrics()
     dm = make_datamodule(train=ProblemSource(levels=[1, 2, 3], synthetic_per_level={"train": 100, "test": 4}))
@@ -403,10 +442,10 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models):
 def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
     """The paper's baseline: the graded final answer is the whole task reward; the value model starts from
     the policy, and a process reward without a reward model is refused up front."""
-    with pytest.raises(ValueError, match="process_reward and orm_weight read a reward model"):
+    with pytest.raises(ValueError, match="rewards.process and rewards.orm_weight read a reward model"):
         PPOModule(policy=models["policy"], reward_model=None)
-    module = PPOModule(policy=models["policy"], reward_model=None, process_reward=None, rollout_batch_size=8,
-                       minibatch_size=4, max_new_tokens=10, log_rollouts=0,
+    module = PPOModule(policy=models["policy"], reward_model=None, rewards=Rewards(process=None),
+                       batch=BatchSizes(rollout=8, minibatch=4), sampling=Sampling(max_new_tokens=10), log_rollouts=0,
                        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
     _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
     assert module.reward_model is None and len(recorder.losses) == 2
@@ -414,22 +453,22 @@ def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
 
 
 def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch):
-    import e2h.modules.ppo as ppo_module
+    import e2h.generation.sampling as sampling_module  # PPO samples through generation's backend dispatch
 
     calls = []
-    real = ppo_module.static_generate
+    real = sampling_module.static_generate
 
     def counted(*args, **kwargs):
         calls.append(kwargs["max_new_tokens"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ppo_module, "static_generate", counted)
-    module = make_module(models, generation_backend="static")
+    monkeypatch.setattr(sampling_module, "static_generate", counted)
+    module = make_module(models, sampling={"backend": "static"})
     _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
     assert calls == [10]  # the rollout came from the static loop, once
     assert module.rollouts_made == 1 and all(math.isfinite(v) for v in recorder.losses.values())
 
 
 def test_an_unknown_generation_backend_is_refused(models):
-    with pytest.raises(ValueError, match="generation_backend"):
-        make_module(models, generation_backend="vllm")
+    with pytest.raises(ValueError, match="sampling.backend must be one of"):
+        make_module(models, sampling={"backend": "vllm"})

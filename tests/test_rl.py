@@ -17,6 +17,7 @@ from e2h.rl.maths import (
     explained_variance,
     gae,
     masked_mean,
+    masked_sum,
     masked_var,
     masked_whiten,
     place_rewards,
@@ -57,6 +58,17 @@ def test_masked_mean_ignores_padding_even_nan_and_inf():
         masked_mean(X, M, dim=0)  # column 4 is all padding
     with pytest.raises(ValueError, match="shape"):
         masked_mean(X, M.T)
+
+
+def test_masked_sum_ignores_inf_on_padding():
+    # PPO's sequence KL: with the k3 estimator a padded position can hold inf, and (kl * mask).sum() would
+    # turn inf x 0 into NaN, which the adaptive KL controller refuses mid-run.
+    kl = kl_penalty(torch.tensor([[-1.0, -100.0]]), torch.tensor([[-1.0, -5.0]]), "k3")
+    assert kl.tolist() == [[0.0, INF]]
+    mask = torch.tensor([[1, 0]])
+    assert math.isnan(float((kl * mask).sum(1)))  # what the sum was before
+    assert masked_sum(kl, mask, dim=1).tolist() == [0.0]
+    close(masked_sum(t([[1.0, 2.0, NAN], [3.0, INF, 4.0]]), t([[1, 1, 0], [1, 0, 1]]), dim=1), [3.0, 7.0])
 
 
 def test_masked_var_biased_and_unbiased():

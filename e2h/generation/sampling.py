@@ -68,22 +68,21 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def generate_completions(
+def generate_tokens(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     sampling: SamplingConfig,
     num_samples: int = 1,
     generate_kwargs: dict | None = None,
-) -> list[list[Completion]]:
-    """`num_samples` completions for each prompt (outer list follows `prompts`).
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The prompts, left-padded in one batch (``input_ids``, ``attention_mask``), and ``[B x num_samples, T]``
+    new tokens after them (rows i*n ... i*n+n-1 belong to prompt i), from the backend `sampling` names.
 
     `generate_kwargs` go to `model.generate` (e.g. `synced_gpus` under FSDP,
     `e2h.training.strategies.generation_kwargs`); given any, the `generate` backend is used (the static loop has
     no way to keep sharded ranks in step).
     """
-    if not prompts:
-        return []
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
     enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     kwargs: dict = {
@@ -107,7 +106,23 @@ def generate_completions(
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
         out = model.generate(**enc, **kwargs, **(generate_kwargs or {}))
-    new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
+    return enc, out[:, enc["input_ids"].shape[1] :]
+
+
+def generate_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    sampling: SamplingConfig,
+    num_samples: int = 1,
+    generate_kwargs: dict | None = None,
+) -> list[list[Completion]]:
+    """`num_samples` completions for each prompt (outer list follows `prompts`), cut at EOS and at the first
+    stop string (see `generate_tokens`)."""
+    if not prompts:
+        return []
+    _, new = generate_tokens(model, tokenizer, prompts, sampling, num_samples, generate_kwargs)
+    new_tokens = new.tolist()
     completions = [_to_completion(ids, tokenizer, sampling.stop) for ids in new_tokens]
     return [completions[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
 

@@ -54,6 +54,12 @@ def release(model: PreTrainedModel) -> None:
     _STATES.pop(model, None)
 
 
+def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows, as `transformers` generation computes them: real tokens count from 0,
+    padding gets 0."""
+    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+
 def _cache_kwarg(model: PreTrainedModel) -> str:
     """The forward argument that takes the cache: `cache` in transformers 5.2x, `past_key_values` before."""
     if getattr(model.config, "is_encoder_decoder", False):
@@ -180,7 +186,7 @@ def static_generate(
         cache = _new_cache(model, cache_len)
 
     # Positions count real tokens only (left padding); padded positions are masked anyway (0 as generate).
-    position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    position_ids = left_padded_positions(attention_mask)
     # One mask for the whole cache: positions not yet written are hidden by the causal mask, so the decode
     # step always sees the same shape.
     mask = torch.cat([attention_mask, attention_mask.new_ones(batch, cache_len - prompt_len)], dim=1)

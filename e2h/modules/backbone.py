@@ -7,6 +7,7 @@ temporary folder), so what the tests load is what a user loads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,10 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from e2h.text.tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
 
 DTYPES = {
     "float32": torch.float32,
@@ -102,3 +107,16 @@ def prepare_for_training(
         model.config.use_cache = False
     model.train()
     return model
+
+
+def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, reward_model: str) -> None:
+    """The reward model reads the policy's token ids as they are: its tokenizer (if it saved one) must be
+    the policy's."""
+    try:
+        other = load_tokenizer(reward_model)
+    except (OSError, ValueError):
+        log.warning("%s has no tokenizer; assuming it shares the policy's", reward_model)
+        return
+    if other.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"the reward model {reward_model} has a different tokenizer from the policy; PPO scores the "
+                         "policy's tokens directly, so both must share one vocabulary")

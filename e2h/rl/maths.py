@@ -78,6 +78,15 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return total / count
 
 
+def masked_sum(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    """Sum of ``x`` over the valid positions along ``dim``, 0 for a row without any.
+
+    ``(x * mask).sum(dim)`` would be NaN wherever padding holds inf (inf x 0), e.g. a k3 KL estimate at a pad
+    token the two policies rate very differently.
+    """
+    return _zero_padding(x, _valid(mask, x)).sum(dim)
+
+
 def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     r"""Variance of ``x`` over the valid positions (a scalar).
 

@@ -55,18 +55,27 @@ _PAPER_ANSWER_HEADING = re.compile(
 # --------------------------------------------------------------------------------------------------
 
 
-def outcome_reward(answer: str | None, gold: str | None, hidden_value: float = HIDDEN_OUTCOME) -> float:
-    """The outcome reward: 1.0 if ``answer`` equals ``gold`` by `e2h.grading.is_equivalent`, else 0.0;
-    ``hidden_value`` (0.25) when the gold answer is hidden (None or ``"Unavailable"``).
+def graded_outcome(
+    answer: str | None, gold: str | None, hidden_value: float = HIDDEN_OUTCOME
+) -> tuple[float, bool | None]:
+    """The outcome reward and the grade it came from, grading the answer once.
 
+    The reward is 1.0 if ``answer`` equals ``gold`` by `e2h.grading.is_equivalent`, else 0.0; ``hidden_value``
+    (0.25) when the gold answer is hidden (None or ``"Unavailable"``), and then the grade is None.
     ``answer`` is the extracted final answer (`e2h.grading.extract_answer`); None (no answer) earns 0 on a
     known problem. A blank ``gold`` is an error: it is neither a known answer nor marked hidden.
     """
     if gold is None or gold.strip() == HIDDEN_ANSWER:
-        return float(hidden_value)
+        return float(hidden_value), None
     if not gold.strip():
         raise ValueError(f"blank gold answer; mark a hidden answer with None or {HIDDEN_ANSWER!r}")
-    return 1.0 if is_equivalent(answer, gold) else 0.0
+    correct = is_equivalent(answer, gold)
+    return (1.0 if correct else 0.0), correct
+
+
+def outcome_reward(answer: str | None, gold: str | None, hidden_value: float = HIDDEN_OUTCOME) -> float:
+    """The outcome reward alone (see `graded_outcome`)."""
+    return graded_outcome(answer, gold, hidden_value)[0]
 
 
 def format_penalty(completion: str, stopped: bool = True) -> float:
