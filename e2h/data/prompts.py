@@ -13,10 +13,7 @@ Both are graded by ``e2h.grading.extract_answer``, which reads the ``# Answer`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # only a type here: this module is the floor of the package, importing nothing of e2h
-    from e2h.data.records import Problem
+from typing import Protocol
 
 PROMPT_FORMATS = ("paper", "boxed")
 # The paper format's pieces; this module is their only home.
@@ -34,6 +31,14 @@ STOP_STRINGS = (EXEMPLAR_SEPARATOR, QUESTION_HEADING)
 def answer_section(answer: str) -> str:
     """The paper's answer section, as it ends a solution: ``"\\n\\n# Answer\\n\\n{answer}"``."""
     return f"{STEP_SEPARATOR}{ANSWER_HEADING}{STEP_SEPARATOR}{answer}"
+
+
+class Solved(Protocol):
+    """What a response is made from: a problem record's solution and answer (`e2h.data.records.Problem`; a
+    protocol, so the format, the floor of the package, imports nothing of e2h)."""
+
+    solution: str
+    answer: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class PromptFormat:
             "and put the final answer in \\boxed{}.\n\nSolution:\n\n"
         )
 
-    def response(self, record: Problem) -> str:
+    def response(self, record: Solved) -> str:
         """The target text for a record: its solution in this format's answer convention."""
         solution = record.solution.strip()
         if self.name == "paper":

@@ -3,8 +3,8 @@
 Problems are chains of single-digit additions and subtractions modulo 10. A level-L problem has L+1
 operations (L+2 operands), so level is the chain length and harder means longer. Each solution step does
 the first remaining operation and *restates what is left* with the result in its place, so everything a
-step needs sits at the start of the previous step (DESIGN.md section 4 measured this format as learnable
-by a tiny model, unlike formats whose steps reach far back into the problem)::
+step needs sits at the start of the previous step (a tiny model learns this format; formats whose steps
+reach far back into the problem proved much harder for it)::
 
     problem   6+4+7-5+9
     steps     6+4=0 0+7-5+9

@@ -1,10 +1,10 @@
 """A fast decoding loop for sampling and PPO rollouts: prefill once, then one token per step on a `StaticCache`.
 
 Why it exists: `model.generate` with its default dynamic cache spends most of each decode step in Python and
-kernel launches (DESIGN.md section 6: 4.5k new tok/s on an H200 for a 1B model at batch 64, ~20x below the
-memory-bandwidth limit). A plain loop over a preallocated `transformers.StaticCache` has fixed shapes, so its
-decode step can be compiled with `torch.compile(mode="reduce-overhead")` (CUDA graphs: one launch per step);
-measured there at 24k-46k new tok/s.
+kernel launches (about 4.5k new tok/s on an H200 for a 1B Llama shape at batch 64, some 20x below the
+memory-bandwidth limit; docs/benchmarks.md). A plain loop over a preallocated `transformers.StaticCache` has
+fixed shapes, so its decode step can be compiled with `torch.compile(mode="reduce-overhead")` (CUDA graphs:
+one launch per step); a prototype of such a loop, outside e2h, reached 24k-46k new tok/s on that GPU.
 
 `static_generate` returns what `model.generate(...)` returns for the same arguments: the left-padded prompt
 followed by the new tokens, each row filled with `pad_token_id` after its EOS, and the batch stops early once

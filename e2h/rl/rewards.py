@@ -1,6 +1,6 @@
 r"""PPO reward shaping from grader, reward-model scores and format: pure functions, no framework.
 
-The paper's best PPO reward is "easy outcome + process" (DESIGN.md section 2). For one sampled response:
+The paper's best PPO reward is "easy outcome + process" (Sun et al., 2024). For one sampled response:
 
 - **outcome** (:func:`outcome_reward`): 1 or 0 by the grader where the gold answer is known (easy problems),
   a constant 0.25 where it is hidden (hard problems, gold ``"Unavailable"``);
