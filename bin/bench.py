@@ -28,8 +28,8 @@ from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
 from e2h.data.prompts import PromptFormat
-from e2h.generation.static_cache import static_generate
 from e2h.generation.sampling import SamplingConfig, generate_completions
+from e2h.generation.static_cache import static_generate
 from e2h.modules import GeneratorModule
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import build_char_tokenizer

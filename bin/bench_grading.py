@@ -25,9 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from e2h.grading import workers  # noqa: E402
-from e2h.grading import extract_answer, is_equivalent, normalize_answer  # noqa: E402
 from e2h.data.files import read_jsonl  # noqa: E402
+from e2h.grading import (  # noqa: E402
+    extract_answer,
+    is_equivalent,
+    normalize_answer,
+    workers,  # noqa: E402
+)
 
 DEFAULT_DATA = Path(os.environ.get("E2H_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

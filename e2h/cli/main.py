@@ -67,4 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     # LightningCLI reads sys.argv itself when given None (and warns when given both).
     build_cli(None if argv is None else args)
     return 0
-

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from e2h.data.errors import DataError
-from e2h.data.records import Problem, normalize_problem_text
 from e2h.data.prompts import STEP_SEPARATOR
+from e2h.data.records import Problem, normalize_problem_text
 
 _ANSWER_LINE = re.compile(r"\n?\s*The answer is:?\s*(.+?)\s*$", re.DOTALL)
 

@@ -32,7 +32,6 @@ def read_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     return by_problem
 
 
-
 def sample_lines(path: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of a samples JSONL, checked: the fields `e2h.data.samples.read_samples` needs plus
     ``prompt`` (a reward model reads the solution behind the prompt it was sampled with), and no two lines

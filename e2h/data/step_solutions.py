@@ -22,7 +22,6 @@ from e2h.data.files import atomic_write_jsonl, read_jsonl
 from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
 
 
-
 def split_steps(solution: str) -> list[str]:
     """The steps of a solution text: the chunks between blank lines.
 

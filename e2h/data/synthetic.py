@@ -29,10 +29,10 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from e2h.data.files import atomic_write_jsonl
-from e2h.generation.seeding import stable_seed
-from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.prompts import STEP_SEPARATOR, answer_section
+from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.step_solutions import StepSolution, strip_answer_section, write_step_solutions
+from e2h.generation.seeding import stable_seed
 
 SUBJECT = "Arithmetic (mod 10)"
 SOURCE = "synthetic"

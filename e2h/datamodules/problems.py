@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from e2h.datamodules.base import TokenizingDataModule
-from e2h.datamodules.sampler import training_sampler
-from e2h.datamodules.sources import ProblemSource
 from e2h.data.few_shot import FewShotPrompt, draw_exemplars
 from e2h.data.prompts import PromptFormat
 from e2h.data.records import Problem, load_problems
+from e2h.datamodules.base import TokenizingDataModule
+from e2h.datamodules.sampler import training_sampler
+from e2h.datamodules.sources import ProblemSource
 
 log = logging.getLogger(__name__)
 

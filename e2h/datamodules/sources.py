@@ -76,7 +76,6 @@ class ProblemSource:
         return train if self.split == "train" else test
 
 
-
 @dataclass(frozen=True)
 class LabelledExample:
     """One solution to encode: its labels, the prompt it is read behind, and where it came from (for errors)."""

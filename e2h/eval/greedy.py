@@ -10,9 +10,9 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from e2h.data.records import SUBSET_KEYS, subset_keys
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
-from e2h.data.records import SUBSET_KEYS, subset_keys
 
 
 class GreedyAccuracy(torch.nn.Module):

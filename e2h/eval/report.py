@@ -24,16 +24,16 @@ from typing import Any
 from e2h.data.errors import DataError
 from e2h.data.files import atomic_write_text, read_jsonl
 from e2h.data.records import parse_level
+from e2h.data.samples import read_samples
+from e2h.eval.plots import new_figure, save_figure
 from e2h.eval.reranking import (
-    GradingCache,
     MAX_EXHAUSTIVE_SUBSETS,
+    GradingCache,
     ProblemSamples,
     accuracy_by_subset,
     methods_for,
     ns_up_to,
 )
-from e2h.data.samples import read_samples
-from e2h.eval.plots import new_figure, save_figure
 
 SCORED_FIELDS = ("problem_id", "sample_index", "score")
 #: Scorer names become part of method names ("weighted:orm") and TensorBoard tags.

@@ -21,9 +21,9 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from e2h.data.records import subset_keys
 from e2h.generation.seeding import stable_seed
 from e2h.grading import is_equivalent
-from e2h.data.records import subset_keys
 
 Equivalence = Callable[[str, str], bool]
 

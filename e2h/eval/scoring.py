@@ -73,4 +73,3 @@ def solution_score(step_scores: Sequence[float], final_score: float, how: str) -
     if check_reading(how) == FINAL:
         return float(final_score)
     return aggregate(step_scores, how)
-

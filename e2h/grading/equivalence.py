@@ -10,6 +10,7 @@ from e2h.grading.normalization import _TEXT_MACRO, normalize_answer
 from e2h.grading.screening import MAX_ANSWER_CHARS, refusal_reason
 from e2h.grading.workers import VERIFY_TIMEOUT_S, _verify_with_helper
 
+
 def _is_text_answer(gold: str, normalized_gold: str) -> bool:
     r"""Whether the reference is a word answer (``\text{Friday}``, ``\text{Dana, Bob}``).
 

@@ -4,8 +4,6 @@ Hugging Face export."""
 from __future__ import annotations
 
 import contextlib
-
-
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -13,8 +11,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from e2h.data.files import atomic_folder
-from e2h.training.strategies import full_state_dict, gathered_parameters, unwrapped
 from e2h.text.packing import block_causal_mask
+from e2h.training.strategies import full_state_dict, gathered_parameters, unwrapped
 
 
 def optimizer_config(

@@ -21,12 +21,11 @@ from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.generation.seeding import stable_seed
 from e2h.grading import extract_answer, is_equivalent
-from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
-from e2h.training.strategies import gathered_parameters, generation_kwargs
 from e2h.modules.backbone import build_causal_lm
+from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
-
+from e2h.training.strategies import gathered_parameters, generation_kwargs
 
 
 def _default_optimizer(params) -> torch.optim.Optimizer:

@@ -291,4 +291,3 @@ class RewardModelModule(LightningModule):
         """Write a Hugging Face folder (weights, config, tokenizer) that ``AutoModelForTokenClassification``
         loads, and that `RewardModelModule(model=folder)` scores with (its trained head is kept)."""
         write_hf_folder(self, "model", folder)
-

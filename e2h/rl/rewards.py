@@ -28,8 +28,8 @@ import math
 import re
 from collections.abc import Sequence
 
-from e2h.grading import extract_answer, is_equivalent
 from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
+from e2h.grading import extract_answer, is_equivalent
 
 HIDDEN_ANSWER = "Unavailable"
 """The gold answer of a PPO prompt whose answer is hidden (hard problems in "easy outcome" training)."""

@@ -190,7 +190,7 @@ def block_causal_mask(sequence_ids: torch.Tensor, dtype: torch.dtype = torch.flo
     attention is allowed.
 
     How transformers 5.24 takes it (read in ``masking_utils._preprocess_mask_arguments`` and checked by
-    tests/test_tokenization.py for Llama): a 4D tensor passed as ``attention_mask`` is returned as-is by
+    tests/text/test_packing.py for Llama): a 4D tensor passed as ``attention_mask`` is returned as-is by
     ``create_causal_mask`` and reaches the attention function unchanged. ``sdpa`` hands it to
     ``torch.nn.functional.scaled_dot_product_attention``, which accepts both forms; ``eager`` *adds* it to the
     attention scores, so a boolean mask there silently adds 0/1 instead of masking — use the additive form,

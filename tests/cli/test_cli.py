@@ -1,0 +1,58 @@
+"""The `e2h` command: stages and data tools answer --help; the main job's data tools run."""
+
+import subprocess
+import sys
+
+import pytest
+
+from e2h.cli.main import main
+
+
+def run_e2h(*args):
+    return subprocess.run([sys.executable, "-m", "e2h.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_e2h_help_lists_every_stage_and_the_data_tools():
+    result = run_e2h("--help")
+    assert result.returncode == 0
+    for stage in ("fit", "validate", "test", "predict", "e2h data --help"):
+        assert stage in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["fit", "validate", "test", "predict"])
+def test_each_stage_answers_help(stage, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([stage, "--help"])
+    assert exit_info.value.code == 0
+    assert "--config" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tool", ["synth", "prm800k", "stats"])
+def test_each_data_tool_answers_help(tool, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", tool, "--help"])
+    assert exit_info.value.code == 0
+    assert f"e2h data {tool}" in capsys.readouterr().out
+
+
+def test_unknown_data_tool_is_an_error(capsys):
+    assert main(["data", "nope"]) == 2
+    assert "unknown tool 'nope'" in capsys.readouterr().err
+
+
+def test_synth_then_stats_is_the_main_job(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path), "--train-per-level", "20", "--test-per-level", "5"]) == 0
+    assert main(["data", "stats", str(tmp_path / "train.jsonl"), "--levels", "1", "2", "3", "--tokenizer", "char"]) == 0
+    out = capsys.readouterr().out
+    assert "loaded 100 records" in out
+    assert "kept 60 after filtering" in out
+    assert "by level: 1: 20, 2: 20, 3: 20" in out
+    assert "padding waste at batch 16" in out
+
+
+def test_cli_help_lists_the_stages(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(stage in out for stage in ("fit", "validate", "test", "predict"))

@@ -1,0 +1,44 @@
+"""The study command (bin/study.py): the tiny study end to end in smoke mode, and --quick running the generator side
+only."""
+
+import json
+
+import pytest
+
+from e2h.cli.study import main as study_main
+from e2h.study import runner
+from e2h.study.plan import done_marker, tiny_plan
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
+    """Every stage of the tiny profile, each cut to a few steps (numbers meaningless), then the report:
+    the commands, configs and hand-offs between stages are the real ones."""
+    assert study_main(["--profile", "tiny", "--smoke", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    plan = tiny_plan(tmp_path)
+    assert all(done_marker(plan, s).exists() for s in plan.stages)
+    text = (tmp_path / "report" / "study.md").read_text()
+    for row in ("ICL, exemplars from hard levels", "SFT on easy levels (Easy-to-Hard)", "PPO, final-answer reward only"):
+        line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
+        assert "%" in line  # measured, not "-"
+    assert "| weighted:prm |" in text and "| best_of_n:oprm |" in text
+    report = json.loads((tmp_path / "report" / "rerank" / "report.json").read_text())
+    assert set(report["scorers"]) == {"orm", "prm", "oprm"}
+    # a second run finds everything done and only rewrites the report
+    assert study_main(["--profile", "tiny", "--smoke", "--out", str(tmp_path)]) == 0
+
+
+def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
+    ran: list[str] = []
+
+    def fake_run_stage(stage, plan, threads):
+        ran.append(stage.name)
+        done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
+        done_marker(plan, stage).write_text('{"seconds": 1}')
+        return 1.0
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    assert study_main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
+    assert ran == ["sft_easy", "eval_sft_easy", "sample"]
+    assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()

@@ -1,0 +1,225 @@
+"""The generator stage: configs, SFT loss on packed batches, resume, sampling JSONL, export, ICL, MetaMath."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from transformers import AutoModelForCausalLM
+
+from e2h.cli.main import main
+from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
+from e2h.modules import GeneratorModule
+from e2h.training.callbacks import SampleWriter
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_SYNTHETIC = {"train": 100, "test": 10}
+
+
+# --- the module on real batches --------------------------------------------------------------------------
+
+
+def make_datamodule(**kwargs) -> ProblemsDataModule:
+    defaults = dict(
+        train=ProblemSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC),
+        val=ProblemSource(split="test", levels=[1, 2, 3, 4, 5], synthetic_per_level=SMALL_SYNTHETIC),
+        max_length=96,
+        batch_size=8,
+        eval_batch_size=25,
+        tokenizer="char",
+    )
+    defaults.update(kwargs)
+    return ProblemsDataModule(**defaults)
+
+
+@pytest.fixture
+def make_module(tiny_llama):
+    """``make_module(**kwargs)``: a from-scratch tiny generator (seed 0) on the char tokenizer."""
+
+    def make(**kwargs) -> GeneratorModule:
+        torch.manual_seed(0)
+        config = tiny_llama.config(max_position_embeddings=1024)
+        module = GeneratorModule(tokenizer="char", model_config=config, max_new_tokens=40, **kwargs)
+        module.configure_model()
+        return module
+
+    return make
+
+
+def test_packed_batch_gives_the_same_loss_as_padded_batch(make_module):
+    module = make_module()
+    padded, packed = make_datamodule(), make_datamodule(pack=True, max_length=256)
+    padded.setup("fit")
+    packed.setup("fit")
+    n = sum(len(row["input_ids"]) for row in padded.sft["train"][:6])
+    rows = packed.sft["train"]
+    # the same first examples, packed into rows: compare the loss over identical token sets
+    examples = padded.sft["train"][:6]
+    from e2h.text.packing import pack_sequences
+
+    packed_rows = pack_sequences(examples, 256)
+    assert len(packed_rows) < len(examples) and rows  # packing did combine examples
+    loss_padded, n_padded = module.sft_loss(padded._collate_sft(examples))
+    loss_packed, n_packed = module.sft_loss(packed._collate_sft(packed_rows))
+    assert n_padded == n_packed and n > n_padded
+    assert loss_packed.item() == pytest.approx(loss_padded.item(), abs=1e-5)
+
+
+class LossRecorder(Callback):
+    def __init__(self):
+        self.losses = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses[trainer.global_step] = outputs["loss"].item()
+
+
+def fit(module, datamodule, root, max_steps, ckpt_path=None, callbacks=()):
+    recorder = LossRecorder()
+    trainer = Trainer(
+        accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=root, callbacks=[recorder, *callbacks],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, recorder.losses
+
+
+def test_resume_mid_epoch_gives_the_same_losses(tmp_path, make_module):
+    # 200 examples / batch 8 = 25 batches an epoch: stopping after 7 steps is mid-epoch.
+    _, straight = fit(make_module(), make_datamodule(), tmp_path / "a", max_steps=12)
+    # The run is stopped after step 7; the checkpoint is the one ModelCheckpoint wrote during training.
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=7, save_top_k=-1)
+    _, first = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=7, callbacks=[saver])
+    ckpt = tmp_path / "ckpt" / "stop.ckpt"
+    _, resumed = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=12, ckpt_path=str(ckpt))
+    assert sorted(first) == list(range(1, 8)) and sorted(resumed) == list(range(8, 13))
+    for step in range(1, 13):
+        assert {**first, **resumed}[step] == pytest.approx(straight[step], rel=1e-5), step
+
+
+def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path, make_module):
+    module = make_module()
+    trainer, _ = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert main(["export", str(ckpt), str(tmp_path / "hf")]) == 0
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    module.model.eval()
+    assert torch.allclose(loaded(ids).logits, module.model(ids).logits, atol=1e-5)
+
+
+def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny_model_dir):
+    module = GeneratorModule(model=tiny_model_dir, max_new_tokens=8)
+    dm = make_datamodule(
+        tokenizer=None,
+        val=ProblemSource(split="test", levels=[1, 4], limit=6, synthetic_per_level=SMALL_SYNTHETIC),
+        few_shot=FewShot(k=2, levels=[1, 2], pool=ProblemSource(split="train", synthetic_per_level=SMALL_SYNTHETIC)),
+    )
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    (metrics,) = trainer.validate(module, datamodule=dm)
+    assert {"val/acc_all", "val/acc_easy", "val/acc_hard", "val/acc_level_1", "val/acc_level_4"} <= set(metrics)
+    assert "val/acc_level_2" not in metrics  # no level-2 problem was evaluated
+
+
+# --- sampling ------------------------------------------------------------------------------------------------
+
+
+def write_sampling_config(tmp_path, model_dir, output, limit=6, num_samples=3) -> list[str]:
+    override = {
+        "trainer": {
+            "callbacks": [{"class_path": "e2h.training.callbacks.SampleWriter", "init_args": {"output": str(output)}}],
+            "enable_progress_bar": False,
+        },
+        "model": {"init_args": {"model": model_dir, "num_samples": num_samples, "max_new_tokens": 12}},
+        "data": {"init_args": {"predict": {"source": "synthetic", "split": "test", "levels": [1, 2, 3],
+                                           "limit": limit, "synthetic_per_level": SMALL_SYNTHETIC},
+                               "eval_batch_size": 2}},
+    }
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return ["predict", "--config", str(REPO / "configs/tiny/sample.yaml"), "--config", str(path)]
+
+
+def read_lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_path, tiny_model_dir):
+    out_a, out_b = tmp_path / "a" / "samples.jsonl", tmp_path / "b" / "samples.jsonl"
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_a))
+    rows = read_lines(out_a)
+    assert len(rows) == 6 * 3
+    assert set(rows[0]) == {"problem_id", "level", "sample_index", "prompt", "completion", "answer", "gold",
+                            "correct", "num_tokens"}
+    assert [r["sample_index"] for r in rows[:3]] == [0, 1, 2]
+    assert all(r["level"] in (1, 2, 3) and r["gold"] is not None and isinstance(r["correct"], bool) for r in rows)
+    assert all(0 < r["num_tokens"] <= 12 for r in rows)
+
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_b))
+    assert out_b.read_text() == out_a.read_text()  # same seed, same samples
+
+    # Stop halfway: two problems complete in the per-rank file, a third cut mid-line.
+    lines = out_a.read_text().splitlines(keepends=True)
+    out_a.unlink()
+    rank_file = SampleWriter(str(out_a)).rank_file(0)
+    rank_file.write_text("".join(lines[:6]) + lines[6][:20])
+    main(write_sampling_config(tmp_path, tiny_model_dir, out_a))
+    resumed = read_lines(out_a)
+    assert len(resumed) == 18
+    assert len({(r["problem_id"], r["sample_index"]) for r in resumed}) == 18
+    assert resumed[:6] == rows[:6]
+    assert not rank_file.exists()
+
+
+# --- learning (the slowest test: a few minutes on 2 cores) -------------------------------------------------
+
+
+def greedy_accuracy(module, levels, limit=60) -> dict[str, float]:
+    dm = ProblemsDataModule(
+        test=ProblemSource(split="test", levels=levels, limit=limit),  # the benchmark at the configs' size
+        eval_batch_size=60,
+    )
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.test(module, datamodule=dm)
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~10 minutes on 2 idle cores; more when the machine is shared
+def test_tiny_sft_learns_the_easy_levels(tmp_path, monkeypatch):
+    """The shipped tiny config (800 steps on levels 1-3, seed 0) solves level-1 problems.
+
+    Measured with this config on 2 CPU cores: the loss sits on a plateau (~0.16/token: the format learned,
+    the arithmetic not) until about step 380, then falls to ~0 by step 500; greedy level-1 accuracy on the
+    validation problems was 8% at step 200, 45% at 400 and 100% from 600 (levels 2-3: 100%; levels 4-5:
+    5% and 18%). On an H200 the same config reached 100/100/100% at levels 1-3 (8% and 10% at 4-5); with a
+    600-step schedule there it was still mid-breakthrough (87/75/12%): when the plateau breaks varies, so
+    the config trains 800 steps. An untrained model scores 0% (it writes no answer) and one that learned the
+    format but not the arithmetic ~10% (a random digit): the bound of 50% is five times that chance level.
+    """
+    monkeypatch.chdir(tmp_path)
+    config = REPO / "configs/tiny/sft.yaml"
+    main(["fit", "--config", str(config), "--trainer.val_check_interval", "800",
+          "--trainer.enable_progress_bar", "false", "--data.init_args.val.limit", "20"])
+    model_config = yaml.safe_load(config.read_text())["model"]["init_args"]["model_config"]
+    untrained = GeneratorModule(tokenizer="char", model_config=model_config, max_new_tokens=64)
+    before = greedy_accuracy(untrained, [1])["test/acc_level_1"]
+    after = greedy_accuracy(GeneratorModule(model=str(tmp_path / "runs/tiny/sft/hf"), max_new_tokens=64), [1])
+    assert before == 0.0
+    assert after["test/acc_level_1"] >= 0.5
+
+
+def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, make_module):
+    module = make_module()
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    with torch.no_grad():  # a NaN weight makes every loss NaN
+        module.model.model.norm.weight[0] = float("nan")
+    before["model.norm.weight"] = module.model.model.norm.weight.clone()
+    with pytest.raises(FloatingPointError, match="SFT loss is nan at step 0; stopping before the optimizer step"):
+        fit(module, make_datamodule(), tmp_path, max_steps=3)
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) or k == "model.norm.weight" for k in before)
+    assert not list(tmp_path.rglob("*.ckpt"))  # no checkpoint of the broken state

@@ -1,0 +1,48 @@
+"""The study's plan: the shipped configs in dependency order, the Easy-to-Hard generator feeding sampling, the
+reward models and PPO, and a cut-off training stage resuming from its last checkpoint."""
+
+from pathlib import Path
+
+import pytest
+
+from e2h.study.plan import PROFILES, Plan, command, math_plan, tiny_plan
+
+
+def _configs(plan: Plan) -> list[Path]:
+    return [Path(s.args[i + 1]) for s in plan.stages for i, a in enumerate(s.args) if a == "--config"]
+
+
+@pytest.mark.parametrize("make", [lambda out: tiny_plan(out), lambda out: math_plan(out, "MODEL", "/data/prm800k.jsonl")],
+                         ids=["tiny", "math"])
+def test_plan_uses_shipped_configs_in_dependency_order(make, tmp_path):
+    plan = make(tmp_path / "study")
+    configs = _configs(plan)
+    assert configs and all(c.exists() for c in configs), [c for c in configs if not c.exists()]
+    seen: set[str] = set()
+    for s in plan.stages:
+        assert set(s.after) <= seen, f"{s.name} runs before its inputs"
+        seen.add(s.name)
+    assert len(seen) == len(plan.stages)  # names are unique
+    names = {s.name for s in plan.stages}
+    # the paper's comparisons, each a stage
+    assert {"icl_full", "icl_hard", "icl_easy", "sft_easy", "sft_full", "sample", "orm", "prm", "oprm",
+            "rerank", "ppo_prm", "ppo_outcome", "eval_ppo_prm", "eval_ppo_outcome"} <= names
+    # sampling and PPO start from the Easy-to-Hard generator, never from the full one; so do the MATH
+    # reward models (the tiny ones train from scratch)
+    easy_hf = plan.path("main", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_easy_dir']}/hf")
+    full_hf = plan.path("full", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_full_dir']}/hf")
+    rms = ("orm", "prm", "oprm") if plan.profile == "math" else ()
+    for name in ("ppo_prm", "ppo_outcome", "sample", *rms):
+        (stage,) = [s for s in plan.stages if s.name == name]
+        assert easy_hf in stage.args and "sft_easy" in stage.after
+    assert not any(full_hf in s.args for s in plan.stages if s.name != "eval_sft_full")
+
+
+def test_a_cut_off_training_stage_resumes_from_its_last_checkpoint(tmp_path):
+    plan = tiny_plan(tmp_path)
+    (sft,) = [s for s in plan.stages if s.name == "sft_easy"]
+    assert "--ckpt_path" not in command(sft, plan)
+    last = tmp_path / "main" / sft.checkpoints / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    assert command(sft, plan)[-2:] == ["--ckpt_path", str(last)]
