@@ -5,6 +5,7 @@ The tests mirror the package (tests/data/ tests e2h/data/, ...). Tests that take
 ``slow``: ``pytest -m "not slow"`` leaves them out while iterating; plain ``pytest`` runs everything.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from e2h.datamodules import PPOPromptsDataModule, ProblemsDataModule, ProblemSource, StepsDataModule
 from e2h.text.tokenizer import build_char_tokenizer
 
 # Nothing may reach a model or dataset hub at test time.
@@ -35,6 +37,75 @@ def shared_file():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def write_jsonl():
+    """``write_jsonl(path, rows)``: the rows as a JSONL file, one object a line; returns the path."""
+
+    def write(path: Path, rows) -> Path:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def sample_line():
+    """``sample_line(problem_id, level, index, answer, gold)``: one line of a samples JSONL (`e2h predict`)."""
+
+    def line(pid: str, level: int | None, index: int, answer: str | None, gold: str | None) -> dict:
+        return {"problem_id": pid, "level": level, "sample_index": index, "prompt": "p", "completion": "c",
+                "answer": answer, "gold": gold, "correct": None, "num_tokens": 3}
+
+    return line
+
+
+# --- small data modules: the synthetic benchmark cut down -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def problems_data():
+    """``problems_data(**kwargs)``: the generator's data module on 100 train / 10 test problems a level (train
+    levels 1-2, validation 1-5), char-tokenised, small batches."""
+    sizes = {"train": 100, "test": 10}
+
+    def make(**kwargs) -> ProblemsDataModule:
+        defaults = dict(
+            train=ProblemSource(split="train", levels=[1, 2], synthetic_per_level=sizes),
+            val=ProblemSource(split="test", levels=[1, 2, 3, 4, 5], synthetic_per_level=sizes),
+            max_length=96, batch_size=8, eval_batch_size=25, tokenizer="char",
+        )
+        return ProblemsDataModule(**{**defaults, **kwargs})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def steps_data():
+    """``steps_data(**kwargs)``: the reward model's data module, char-tokenised, no validation by default."""
+
+    def make(**kwargs) -> StepsDataModule:
+        return StepsDataModule(**{**dict(val=[], max_length=256, batch_size=8, eval_batch_size=16, tokenizer="char"),
+                                  **kwargs})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ppo_data():
+    """``ppo_data(**kwargs)``: PPO's prompts on 20 train / 4 test problems a level, levels 4-5 hidden in training."""
+    sizes = {"train": 20, "test": 4}
+
+    def make(**kwargs) -> PPOPromptsDataModule:
+        defaults = dict(
+            train=ProblemSource(levels=[1, 2, 3, 4, 5], synthetic_per_level=sizes),
+            val=ProblemSource(split="test", levels=[1, 4], synthetic_per_level=sizes),
+            hide_answers_for_levels=[4, 5], eval_batch_size=8,
+        )
+        return PPOPromptsDataModule(**{**defaults, **kwargs})
+
+    return make
 
 
 # --- the tiny model -----------------------------------------------------------------------------------------

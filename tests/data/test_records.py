@@ -14,12 +14,6 @@ from e2h.data.records import (
     parse_level,
 )
 
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 HUB_ROW = {
     "problem": "What is $1+1$?",
     "solution": "We add: $1+1=\\boxed{2}$.",
@@ -53,7 +47,7 @@ def test_math500_never_leaks_into_training(shared_file):
     assert exclude_held_out(train + test[:7], test) == train
 
 
-def test_hub_schema_and_split_schema_normalise_to_one_record(tmp_path):
+def test_hub_schema_and_split_schema_normalise_to_one_record(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "mixed.jsonl", [HUB_ROW, dict(SPLIT_ROW, level=1)])
     hub, split = load_problems(str(path))
     assert hub.subject == "Prealgebra" and hub.level == 2 and hub.answer == "2"
@@ -86,13 +80,13 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
         load_problems(str(path))
 
 
-def test_missing_field_names_field_and_record(tmp_path):
+def test_missing_field_names_field_and_record(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "nofield.jsonl", [SPLIT_ROW, {"solution": "no problem text", "answer": "1"}])
     with pytest.raises(DataError, match=r"nofield\.jsonl: record 1: missing required field 'problem'"):
         load_problems(str(path))
 
 
-def test_missing_answer_and_no_boxed_is_an_error(tmp_path):
+def test_missing_answer_and_no_boxed_is_an_error(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "noanswer.jsonl", [{"problem": "p", "solution": "no final answer here"}])
     with pytest.raises(DataError, match="record 0: no 'answer' field"):
         load_problems(str(path))

@@ -1,25 +1,12 @@
 """The generator's data: few-shot prompts hold exemplars from the chosen levels only, never an evaluated problem."""
 
-from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
+from e2h.datamodules import FewShot, ProblemSource
 
 SMALL_SYNTHETIC = {"train": 100, "test": 10}
 
 
-def make_datamodule(**kwargs) -> ProblemsDataModule:
-    defaults = dict(
-        train=ProblemSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC),
-        val=ProblemSource(split="test", levels=[1, 2, 3, 4, 5], synthetic_per_level=SMALL_SYNTHETIC),
-        max_length=96,
-        batch_size=8,
-        eval_batch_size=25,
-        tokenizer="char",
-    )
-    defaults.update(kwargs)
-    return ProblemsDataModule(**defaults)
-
-
-def test_icl_prompts_hold_exemplars_from_the_chosen_levels_only():
-    dm = make_datamodule(
+def test_icl_prompts_hold_exemplars_from_the_chosen_levels_only(problems_data):
+    dm = problems_data(
         val=ProblemSource(split="test", levels=[4, 5], synthetic_per_level=SMALL_SYNTHETIC),
         few_shot=FewShot(k=3, levels=[1], pool=ProblemSource(split="train", synthetic_per_level=SMALL_SYNTHETIC)),
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
@@ -59,17 +58,12 @@ def _scored_rows(name: str) -> list[dict]:
     ]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
-def files(tmp_path):
+def files(tmp_path, write_jsonl):
     return (
-        _write_jsonl(tmp_path / "samples.jsonl", _sample_rows()),
-        _write_jsonl(tmp_path / "orm.jsonl", _scored_rows("orm")),
-        _write_jsonl(tmp_path / "prm.jsonl", _scored_rows("prm")),
+        write_jsonl(tmp_path / "samples.jsonl", _sample_rows()),
+        write_jsonl(tmp_path / "orm.jsonl", _scored_rows("orm")),
+        write_jsonl(tmp_path / "prm.jsonl", _scored_rows("prm")),
     )
 
 
@@ -144,11 +138,11 @@ def test_report_ns_and_seed_options(files):
         build_report(samples, {}, ns=[5])
 
 
-def test_unknown_problem_id_in_a_scored_file(files, capsys):
+def test_unknown_problem_id_in_a_scored_file(files, capsys, write_jsonl):
     samples, orm, _ = files
     rows = _scored_rows("orm")
     rows[2] = {**rows[2], "problem_id": "Z"}
-    _write_jsonl(orm, rows)
+    write_jsonl(orm, rows)
     with pytest.raises(DataError, match=rf"{orm}:3: problem_id 'Z' is not in the samples file"):
         build_report(samples, {"orm": orm})
     assert main(["--samples", str(samples), "--scores", f"orm={orm}"]) == 2
@@ -156,41 +150,41 @@ def test_unknown_problem_id_in_a_scored_file(files, capsys):
     assert err.startswith(f"error: {orm}:3: problem_id 'Z'") and "Traceback" not in err
 
 
-def test_unknown_sample_index_in_a_scored_file(files):
+def test_unknown_sample_index_in_a_scored_file(files, write_jsonl):
     samples, orm, _ = files
     rows = _scored_rows("orm")
     rows[5] = {**rows[5], "sample_index": 9}
-    _write_jsonl(orm, rows)
+    write_jsonl(orm, rows)
     with pytest.raises(DataError, match=rf"{orm}:6: problem_id 'B' has no sample_index 9"):
         build_report(samples, {"orm": orm})
 
 
-def test_missing_score(files):
+def test_missing_score(files, write_jsonl):
     samples, _, prm = files
     rows = _scored_rows("prm")
     del rows[3]["score"]
-    _write_jsonl(prm, rows)
+    write_jsonl(prm, rows)
     with pytest.raises(DataError, match=rf"{prm}:4: scored sample is missing field\(s\) \['score'\]"):
         build_report(samples, {"prm": prm})
 
 
-def test_bad_or_repeated_score(files):
+def test_bad_or_repeated_score(files, write_jsonl):
     samples, orm, _ = files
     rows = _scored_rows("orm")
-    _write_jsonl(orm, rows[:1] + [{**rows[1], "score": float("nan")}])
+    write_jsonl(orm, rows[:1] + [{**rows[1], "score": float("nan")}])
     with pytest.raises(DataError, match=rf"{orm}:2: field 'score' must be a finite number, got nan"):
         build_report(samples, {"orm": orm})
-    _write_jsonl(orm, rows + rows[:1])
+    write_jsonl(orm, rows + rows[:1])
     with pytest.raises(DataError, match=rf"{orm}:11: .*sample_index 0 is scored twice \(first on line 1\)"):
         build_report(samples, {"orm": orm})
 
 
-def test_scored_file_missing_samples(files):
+def test_scored_file_missing_samples(files, write_jsonl):
     samples, orm, prm = files
-    _write_jsonl(prm, _scored_rows("prm")[:-3] + _scored_rows("prm")[-2:])  # drop one line of 10
+    write_jsonl(prm, _scored_rows("prm")[:-3] + _scored_rows("prm")[-2:])  # drop one line of 10
     with pytest.raises(DataError, match=r"scorer 'prm' .*: 1 of 10 samples .* have no score \(first: problem_id 'B' sample_index 3\)"):
         build_report(samples, {"orm": orm, "prm": prm})
-    _write_jsonl(prm, _scored_rows("prm")[:6])
+    write_jsonl(prm, _scored_rows("prm")[:6])
     with pytest.raises(DataError, match=r"scorer 'prm' .*: 4 of 10 samples"):
         build_report(samples, {"prm": prm})
 

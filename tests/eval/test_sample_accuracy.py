@@ -1,6 +1,5 @@
 """The samples' accuracy by level (e2h.eval.sample_accuracy), worked out by hand."""
 
-import json
 
 import pytest
 
@@ -8,26 +7,16 @@ from e2h.data.samples import read_samples
 from e2h.eval.sample_accuracy import format_summary, summarize
 
 
-def sample(pid, level, i, answer, gold):
-    return {"problem_id": pid, "level": level, "sample_index": i, "prompt": "p", "completion": "c",
-            "answer": answer, "gold": gold, "correct": None, "num_tokens": 3}
-
-
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def test_summary_by_level_and_group_by_hand(tmp_path):
+def test_summary_by_level_and_group_by_hand(tmp_path, write_jsonl, sample_line):
     rows = [
         # level 1: 2 of 3 samples right, majority right, pass right
-        sample("a", 1, 0, "4", "4"), sample("a", 1, 1, "4.0", "4"), sample("a", 1, 2, "5", "4"),
+        sample_line("a", 1, 0, "4", "4"), sample_line("a", 1, 1, "4.0", "4"), sample_line("a", 1, 2, "5", "4"),
         # level 4: 1 of 3 right, majority wrong (7 twice), pass right
-        sample("b", 4, 0, "7", "1"), sample("b", 4, 1, "1", "1"), sample("b", 4, 2, "7", "1"),
+        sample_line("b", 4, 0, "7", "1"), sample_line("b", 4, 1, "1", "1"), sample_line("b", 4, 2, "7", "1"),
         # level 5: no answer at all
-        sample("c", 5, 0, None, "2"), sample("c", 5, 1, None, "2"), sample("c", 5, 2, None, "2"),
+        sample_line("c", 5, 0, None, "2"), sample_line("c", 5, 1, None, "2"), sample_line("c", 5, 2, None, "2"),
     ]
-    table = summarize(read_samples(write(tmp_path / "s.jsonl", rows)))
+    table = summarize(read_samples(write_jsonl(tmp_path / "s.jsonl", rows)))
     assert (table["level_1"].sample_correct, table["level_1"].majority_correct, table["level_1"].any_correct) == (
         pytest.approx(2 / 3), 1, 1)
     assert (table["hard"].problems, table["hard"].majority_correct, table["hard"].any_correct) == (2, 0, 1)

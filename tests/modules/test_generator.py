@@ -22,19 +22,6 @@ SMALL_SYNTHETIC = {"train": 100, "test": 10}
 # --- the module on real batches --------------------------------------------------------------------------
 
 
-def make_datamodule(**kwargs) -> ProblemsDataModule:
-    defaults = dict(
-        train=ProblemSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC),
-        val=ProblemSource(split="test", levels=[1, 2, 3, 4, 5], synthetic_per_level=SMALL_SYNTHETIC),
-        max_length=96,
-        batch_size=8,
-        eval_batch_size=25,
-        tokenizer="char",
-    )
-    defaults.update(kwargs)
-    return ProblemsDataModule(**defaults)
-
-
 @pytest.fixture
 def make_module(tiny_llama):
     """``make_module(**kwargs)``: a from-scratch tiny generator (seed 0) on the char tokenizer."""
@@ -49,9 +36,9 @@ def make_module(tiny_llama):
     return make
 
 
-def test_packed_batch_gives_the_same_loss_as_padded_batch(make_module):
+def test_packed_batch_gives_the_same_loss_as_padded_batch(make_module, problems_data):
     module = make_module()
-    padded, packed = make_datamodule(), make_datamodule(pack=True, max_length=256)
+    padded, packed = problems_data(), problems_data(pack=True, max_length=256)
     padded.setup("fit")
     packed.setup("fit")
     n = sum(len(row["input_ids"]) for row in padded.sft["train"][:6])
@@ -86,22 +73,22 @@ def fit(module, datamodule, root, max_steps, ckpt_path=None, callbacks=()):
     return trainer, recorder.losses
 
 
-def test_resume_mid_epoch_gives_the_same_losses(tmp_path, make_module):
+def test_resume_mid_epoch_gives_the_same_losses(tmp_path, make_module, problems_data):
     # 200 examples / batch 8 = 25 batches an epoch: stopping after 7 steps is mid-epoch.
-    _, straight = fit(make_module(), make_datamodule(), tmp_path / "a", max_steps=12)
+    _, straight = fit(make_module(), problems_data(), tmp_path / "a", max_steps=12)
     # The run is stopped after step 7; the checkpoint is the one ModelCheckpoint wrote during training.
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=7, save_top_k=-1)
-    _, first = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=7, callbacks=[saver])
+    _, first = fit(make_module(), problems_data(), tmp_path / "b", max_steps=7, callbacks=[saver])
     ckpt = tmp_path / "ckpt" / "stop.ckpt"
-    _, resumed = fit(make_module(), make_datamodule(), tmp_path / "b", max_steps=12, ckpt_path=str(ckpt))
+    _, resumed = fit(make_module(), problems_data(), tmp_path / "b", max_steps=12, ckpt_path=str(ckpt))
     assert sorted(first) == list(range(1, 8)) and sorted(resumed) == list(range(8, 13))
     for step in range(1, 13):
         assert {**first, **resumed}[step] == pytest.approx(straight[step], rel=1e-5), step
 
 
-def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path, make_module):
+def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path, make_module, problems_data):
     module = make_module()
-    trainer, _ = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    trainer, _ = fit(module, problems_data(), tmp_path, max_steps=2)
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     assert main(["export", str(ckpt), str(tmp_path / "hf")]) == 0
@@ -111,9 +98,9 @@ def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path, make
     assert torch.allclose(loaded(ids).logits, module.model(ids).logits, atol=1e-5)
 
 
-def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny_model_dir):
+def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny_model_dir, problems_data):
     module = GeneratorModule(model=tiny_model_dir, max_new_tokens=8)
-    dm = make_datamodule(
+    dm = problems_data(
         tokenizer=None,
         val=ProblemSource(split="test", levels=[1, 4], limit=6, synthetic_per_level=SMALL_SYNTHETIC),
         few_shot=FewShot(k=2, levels=[1, 2], pool=ProblemSource(split="train", synthetic_per_level=SMALL_SYNTHETIC)),
@@ -212,14 +199,14 @@ def test_tiny_sft_learns_the_easy_levels(tmp_path, monkeypatch):
     assert after["test/acc_level_1"] >= 0.5
 
 
-def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, make_module):
+def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, make_module, problems_data):
     module = make_module()
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     with torch.no_grad():  # a NaN weight makes every loss NaN
         module.model.model.norm.weight[0] = float("nan")
     before["model.norm.weight"] = module.model.model.norm.weight.clone()
     with pytest.raises(FloatingPointError, match="SFT loss is nan at step 0; stopping before the optimizer step"):
-        fit(module, make_datamodule(), tmp_path, max_steps=3)
+        fit(module, problems_data(), tmp_path, max_steps=3)
     after = module.model.state_dict()
     assert all(torch.equal(before[k], after[k]) or k == "model.norm.weight" for k in before)
     assert not list(tmp_path.rglob("*.ckpt"))  # no checkpoint of the broken state

@@ -11,7 +11,6 @@ from transformers import AutoModelForCausalLM, LlamaForTokenClassification
 
 from e2h.cli.main import main
 from e2h.datamodules import ProblemSource
-from e2h.datamodules.ppo import PPOPromptsDataModule
 from e2h.modules import PPOModule
 from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling
 from e2h.text.tokenizer import build_char_tokenizer
@@ -38,16 +37,6 @@ def make_module(models, batch=None, sampling=None, **kwargs) -> PPOModule:
         sampling=Sampling(**{"max_new_tokens": 10, "temperature": 1.0, "top_k": 0, **(sampling or {})}),
         **{**defaults, **kwargs},
     )
-
-
-def make_datamodule(**kwargs) -> PPOPromptsDataModule:
-    defaults = dict(
-        train=ProblemSource(levels=[1, 2, 3, 4, 5], synthetic_per_level=SMALL_SYNTHETIC),
-        val=ProblemSource(split="test", levels=[1, 4], synthetic_per_level=SMALL_SYNTHETIC),
-        hide_answers_for_levels=[4, 5],
-        eval_batch_size=8,
-    )
-    return PPOPromptsDataModule(**{**defaults, **kwargs})
 
 
 class Recorder(Callback):
@@ -184,7 +173,7 @@ def test_orm_and_format_penalty_are_added_at_the_last_token(models):
 # --- training ------------------------------------------------------------------------------------------
 
 
-def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path, models):
+def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path, models, ppo_data):
     # rollout 8, minibatch 4, 2 epochs: K = 4 optimizer steps; 2 micro-batches each (accumulation): 8 batches
     module = make_module(models, batch={"ppo_epochs": 2})
     seen: list[tuple[int, int, list[int]]] = []
@@ -196,7 +185,7 @@ def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path,
         return index
 
     module.micro_batch_indices = spy
-    trainer, rec = fit(module, make_datamodule(), tmp_path, max_steps=8, accumulate_grad_batches=2)
+    trainer, rec = fit(module, ppo_data(), tmp_path, max_steps=8, accumulate_grad_batches=2)
     assert module.steps_per_rollout == 4 and module.rollout_plan().batches_per_rollout == 8
     assert module.rollouts_made == 2 and trainer.global_step == 8
     assert [(r, p) for r, p, _ in rec.batches] == [(r, p) for r in (0, 1) for p in range(8)]
@@ -209,16 +198,16 @@ def test_each_rollout_is_generated_once_and_its_micro_batches_cover_it(tmp_path,
     assert set(rec.batches[0][2]).isdisjoint(rec.batches[8][2])
 
 
-def test_resume_at_a_rollout_boundary_gives_the_same_losses(tmp_path, models):
+def test_resume_at_a_rollout_boundary_gives_the_same_losses(tmp_path, models, ppo_data):
     kwargs = dict(rewards=Rewards(kl_target=0.5, kl_coef=0.2, kl_horizon=16))  # adaptive KL: its state is restored too
-    _, straight = fit(make_module(models, **kwargs), make_datamodule(), tmp_path / "a", max_steps=8)
+    _, straight = fit(make_module(models, **kwargs), ppo_data(), tmp_path / "a", max_steps=8)
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=4, save_top_k=-1)
-    _, first = fit(make_module(models, **kwargs), make_datamodule(), tmp_path / "b", max_steps=4, callbacks=[saver])
+    _, first = fit(make_module(models, **kwargs), ppo_data(), tmp_path / "b", max_steps=4, callbacks=[saver])
     ckpt = torch.load(tmp_path / "ckpt" / "stop.ckpt", weights_only=False)
     assert not any(k.startswith(("reference.", "reward_model.")) for k in ckpt["state_dict"])  # frozen: not saved
     assert ckpt["ppo"]["kl_controller"]["value"] != 0.2  # the controller moved
     resumed_module = make_module(models, **kwargs)
-    _, resumed = fit(resumed_module, make_datamodule(), tmp_path / "b", max_steps=8,
+    _, resumed = fit(resumed_module, ppo_data(), tmp_path / "b", max_steps=8,
                      ckpt_path=str(tmp_path / "ckpt" / "stop.ckpt"))
     assert sorted(first.losses) == [1, 2, 3, 4] and sorted(resumed.losses) == [5, 6, 7, 8]
     assert resumed_module.rollouts_made == 2 and [b[:2] for b in resumed.batches][0] == (2, 0)
@@ -228,10 +217,10 @@ def test_resume_at_a_rollout_boundary_gives_the_same_losses(tmp_path, models):
     assert len(set(straight.losses.values())) == 8  # the losses differ step to step: the comparison has teeth
 
 
-def test_checkpoints_inside_a_rollout_are_refused(tmp_path, models):
+def test_checkpoints_inside_a_rollout_are_refused(tmp_path, models, ppo_data):
     saver = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3)
     with pytest.raises(ValueError, match="use a multiple of 2"):
-        fit(make_module(models), make_datamodule(), tmp_path, max_steps=4, callbacks=[saver])
+        fit(make_module(models), ppo_data(), tmp_path, max_steps=4, callbacks=[saver])
 
 
 class Poison(Callback):
@@ -247,11 +236,11 @@ class Poison(Callback):
 
 
 @pytest.mark.parametrize("attribute, named", [("reward_model", "reward-model step score"), ("value", "rollout values")])
-def test_non_finite_rewards_or_values_stop_before_the_optimizer_step(tmp_path, models, attribute, named):
+def test_non_finite_rewards_or_values_stop_before_the_optimizer_step(tmp_path, models, attribute, named, ppo_data):
     module = make_module(models)
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
     with pytest.raises(FloatingPointError, match=f"{named} is .*nan.* at step 2; stopping before the optimizer step"):
-        fit(module, make_datamodule(), tmp_path, max_steps=6, callbacks=[Poison(attribute, at=2), saver])
+        fit(module, ppo_data(), tmp_path, max_steps=6, callbacks=[Poison(attribute, at=2), saver])
     (ckpt,) = list((tmp_path / "ckpt").glob("*.ckpt"))  # the last good checkpoint, and nothing after it
     state = torch.load(ckpt, weights_only=False)["state_dict"]
     assert torch.load(ckpt, weights_only=False)["global_step"] == 2
@@ -259,7 +248,7 @@ def test_non_finite_rewards_or_values_stop_before_the_optimizer_step(tmp_path, m
         assert torch.equal(state[f"policy.{key}"], value), key
 
 
-def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, models):
+def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, models, ppo_data):
     module = make_module(models)
     module.configure_model()
     before = {k: v.clone() for k, v in module.policy.state_dict().items()}
@@ -270,16 +259,16 @@ def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, models):
                 pl_module._rollout.advantages.fill_(float("nan"))
 
     with pytest.raises(FloatingPointError, match="policy loss is nan at step 1"):
-        fit(module, make_datamodule(), tmp_path, max_steps=4, callbacks=[NaNLoss()])
+        fit(module, ppo_data(), tmp_path, max_steps=4, callbacks=[NaNLoss()])
     changed = [k for k, v in module.policy.state_dict().items() if not torch.equal(before[k], v)]
     assert changed  # step 1 (a good one) did update the weights ...
     after_first = {k: v.clone() for k, v in module.policy.state_dict().items()}
     assert all(torch.isfinite(v).all() for v in after_first.values())  # ... and the NaN step did not
 
 
-def test_export_writes_the_trained_policy(tmp_path, models):
+def test_export_writes_the_trained_policy(tmp_path, models, ppo_data):
     module = make_module(models)
-    trainer, _ = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    trainer, _ = fit(module, ppo_data(), tmp_path, max_steps=2)
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     assert main(["export", str(ckpt), str(tmp_path / "hf")]) == 0
@@ -291,10 +280,10 @@ def test_export_writes_the_trained_policy(tmp_path, models):
     assert not torch.allclose(loaded(ids).logits, start(ids).logits, atol=1e-5)  # it was trained
 
 
-def test_validation_logs_greedy_accuracy_by_level_and_group(models):
+def test_validation_logs_greedy_accuracy_by_level_and_group(models, ppo_data):
     module = make_module(models, eval_max_new_tokens=6)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (metrics,) = trainer.validate(module, datamodule=make_datamodule())
+    (metrics,) = trainer.validate(module, datamodule=ppo_data())
     assert {"val/acc_all", "val/acc_easy", "val/acc_hard", "val/acc_level_1", "val/acc_level_4"} <= set(metrics)
     assert "val/acc_level_2" not in metrics
 
@@ -338,7 +327,7 @@ class RolloutMetrics(Callback):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tiny_llama):
+def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tiny_llama, ppo_data):
     """What this shows: the reward model's step scores, read at step ends and shaped by the "min" scheme, reach
     the policy through GAE and the clipped loss, and PPO moves the policy towards what the reward model
     rewards while the KL penalty keeps it near the reference.
@@ -360,7 +349,7 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tin
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
     )
     metrics = RolloutMetrics()
-    dm = make_datamodule(train=ProblemSource(levels=[1, 2, 3], synthetic_per_level={"train": 100, "test": 4}))
+    dm = ppo_data(train=ProblemSource(levels=[1, 2, 3], synthetic_per_level={"train": 100, "test": 4}))
     fit(module, dm, tmp_path, max_steps=48, callbacks=[metrics])
     scores = [row["reward/rm_score"] for row in metrics.rows]
     assert len(scores) == 12
@@ -369,7 +358,7 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tin
     assert max(row["rollout/kl"] for row in metrics.rows) < 12.0
 
 
-def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
+def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models, ppo_data):
     """The paper's baseline: the graded final answer is the whole task reward; the value model starts from
     the policy, and a process reward without a reward model is refused up front."""
     with pytest.raises(ValueError, match="rewards.process and rewards.orm_weight read a reward model"):
@@ -377,12 +366,12 @@ def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models):
     module = PPOModule(policy=models["policy"], reward_model=None, rewards=Rewards(process=None),
                        batch=BatchSizes(rollout=8, minibatch=4), sampling=Sampling(max_new_tokens=10), log_rollouts=0,
                        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
-    _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    _, recorder = fit(module, ppo_data(), tmp_path, max_steps=2)
     assert module.reward_model is None and len(recorder.losses) == 2
     assert all(math.isfinite(v) for v in recorder.losses.values())
 
 
-def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch):
+def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch, ppo_data):
     import e2h.generation.sampling as sampling_module  # PPO samples through generation's backend dispatch
 
     calls = []
@@ -394,7 +383,7 @@ def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch):
 
     monkeypatch.setattr(sampling_module, "static_generate", counted)
     module = make_module(models, sampling={"backend": "static"})
-    _, recorder = fit(module, make_datamodule(), tmp_path, max_steps=2)
+    _, recorder = fit(module, ppo_data(), tmp_path, max_steps=2)
     assert calls == [10]  # the rollout came from the static loop, once
     assert module.rollouts_made == 1 and all(math.isfinite(v) for v in recorder.losses.values())
 

@@ -1,10 +1,8 @@
 """The reward model: label placement through the loss, supervision variants, packed batches, backbone
 loading (zero head), metrics, data sources and their errors, resume, export, and learning on easy levels."""
 
-import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -138,14 +136,14 @@ def test_a_batch_without_labels_gives_zero_loss_and_keeps_the_graph():
     assert torch.equal(logits.grad, torch.zeros(2, 3))
 
 
-def test_nan_loss_stops_training_before_the_optimizer_step(tmp_path, make_module):
+def test_nan_loss_stops_training_before_the_optimizer_step(tmp_path, make_module, steps_data):
     module = make_module()
     with torch.no_grad():  # a NaN weight makes every loss NaN
         module.model.score.weight.fill_(float("nan"))
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer = Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=tmp_path)
-    dm = make_datamodule(train=[StepSource(split="train", levels=[1], limit=16, synthetic_per_level=SMALL_SYNTHETIC)])
+    dm = steps_data(train=[StepSource(split="train", levels=[1], limit=16, synthetic_per_level=SMALL_SYNTHETIC)])
     with pytest.raises(FloatingPointError, match="reward-model loss is nan at step 0; stopping before the optimizer"):
         trainer.fit(module, datamodule=dm)
     after = module.model.state_dict()
@@ -153,10 +151,10 @@ def test_nan_loss_stops_training_before_the_optimizer_step(tmp_path, make_module
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_packed_batch_gives_the_same_loss_as_padded_batch(make_module):
+def test_packed_batch_gives_the_same_loss_as_padded_batch(make_module, steps_data):
     module = make_module(supervision="both")
     randomize_head(module)
-    dm = make_datamodule(train=[StepSource(split="train", levels=[1, 2], limit=6, synthetic_per_level=SMALL_SYNTHETIC)])
+    dm = steps_data(train=[StepSource(split="train", levels=[1, 2], limit=6, synthetic_per_level=SMALL_SYNTHETIC)])
     dm.setup("fit")
     rows = dm.encoded["train"]
     packed = pack_sequences(rows, 256, keys=("input_ids", "step_labels", "step_end_labels", "outcome_labels"))
@@ -208,9 +206,9 @@ def test_metrics_by_hand_and_auroc_only_with_both_classes():
     assert metrics.compute() == {}  # reset after computing
 
 
-def test_validation_logs_metrics_by_level_and_group(make_module):
+def test_validation_logs_metrics_by_level_and_group(make_module, steps_data):
     module = make_module()
-    dm = make_datamodule(val=[StepSource(split="test", levels=[1, 4], synthetic_per_level=SMALL_SYNTHETIC)])
+    dm = steps_data(val=[StepSource(split="test", levels=[1, 4], synthetic_per_level=SMALL_SYNTHETIC)])
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (metrics,) = trainer.validate(module, datamodule=dm, verbose=False)
     for kind in ("step", "outcome"):
@@ -226,25 +224,14 @@ def test_validation_logs_metrics_by_level_and_group(make_module):
 # --- data sources --------------------------------------------------------------------------------------------
 
 
-def make_datamodule(**kwargs) -> StepsDataModule:
-    defaults = dict(val=[], max_length=256, batch_size=8, eval_batch_size=16, tokenizer="char")
-    defaults.update(kwargs)
-    return StepsDataModule(**defaults)
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def test_supervision_without_matching_labels_is_refused_before_training(tmp_path, make_module):
+def test_supervision_without_matching_labels_is_refused_before_training(tmp_path, make_module, steps_data, write_jsonl):
     rows = [{"problem": "1+2+4", "steps": ["1+2=3 3+4", "3+4=7"], "labels": [1, 1], "level": 1}]
     path = write_jsonl(tmp_path / "steps.jsonl", rows)
     trainer = Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="'outcome' needs outcome labels"):
         trainer.fit(make_module(supervision="outcome"),
-                    datamodule=make_datamodule(train=[StepSource(kind="steps", path=str(path))]))
+                    datamodule=steps_data(train=[StepSource(kind="steps", path=str(path))]))
 
 
 # --- training: resume and export ------------------------------------------------------------------------
@@ -258,29 +245,29 @@ class LossRecorder(Callback):
         self.losses[trainer.global_step] = outputs["loss"].item()
 
 
-def fit(make_module, root, max_steps, ckpt_path=None, callbacks=()):
+def fit(make_module, steps_data, root, max_steps, ckpt_path=None, callbacks=()):
     recorder = LossRecorder()
     trainer = Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=root, callbacks=[recorder, *callbacks])
-    dm = make_datamodule(train=[StepSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC)])
+    dm = steps_data(train=[StepSource(split="train", levels=[1, 2], synthetic_per_level=SMALL_SYNTHETIC)])
     module = make_module(supervision="both")
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return trainer, module, recorder.losses
 
 
-def test_resume_mid_epoch_gives_the_same_losses(tmp_path, make_module):
+def test_resume_mid_epoch_gives_the_same_losses(tmp_path, make_module, steps_data):
     # 200 solutions / batch 8 = 25 batches an epoch: stopping after 5 steps is mid-epoch.
-    _, _, straight = fit(make_module, tmp_path / "a", max_steps=8)
+    _, _, straight = fit(make_module, steps_data, tmp_path / "a", max_steps=8)
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=5, save_top_k=-1)
-    _, _, first = fit(make_module, tmp_path / "b", max_steps=5, callbacks=[saver])
-    _, _, resumed = fit(make_module, tmp_path / "b", max_steps=8, ckpt_path=str(tmp_path / "ckpt" / "stop.ckpt"))
+    _, _, first = fit(make_module, steps_data, tmp_path / "b", max_steps=5, callbacks=[saver])
+    _, _, resumed = fit(make_module, steps_data, tmp_path / "b", max_steps=8, ckpt_path=str(tmp_path / "ckpt" / "stop.ckpt"))
     assert sorted(first) == [1, 2, 3, 4, 5] and sorted(resumed) == [6, 7, 8]
     for step in range(1, 9):
         assert {**first, **resumed}[step] == pytest.approx(straight[step], rel=1e-5), step
 
 
-def test_export_writes_a_token_classification_folder_with_the_same_scores(tmp_path, make_module):
-    trainer, module, _ = fit(make_module, tmp_path, max_steps=2)
+def test_export_writes_a_token_classification_folder_with_the_same_scores(tmp_path, make_module, steps_data):
+    trainer, module, _ = fit(make_module, steps_data, tmp_path, max_steps=2)
     trainer.save_checkpoint(tmp_path / "rm.ckpt")
     assert main(["export", str(tmp_path / "rm.ckpt"), str(tmp_path / "hf")]) == 0
     loaded = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
@@ -327,7 +314,7 @@ def test_unreduced_slip_is_labelled_wrong_at_the_slip():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # ~40 s on 2 idle cores; several times that when the machine is shared
-def test_tiny_prm_trained_on_easy_levels_flags_hard_level_steps(tmp_path, tiny_llama):
+def test_tiny_prm_trained_on_easy_levels_flags_hard_level_steps(tmp_path, tiny_llama, steps_data):
     """A from-scratch tiny PRM trained on levels 1-3 for 300 steps (seed 0) scores the steps of levels 4-5
     well above chance.
 
@@ -359,7 +346,7 @@ def test_tiny_prm_trained_on_easy_levels_flags_hard_level_steps(tmp_path, tiny_l
         tokenizer="char", supervision="process", label_all_step_tokens=True, log_samples=0,
         optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0, betas=(0.9, 0.98)),
     )
-    dm = make_datamodule(
+    dm = steps_data(
         train=[StepSource(kind="steps", path=str(train_path), levels=[1, 2, 3])],
         val=[StepSource(kind="steps", path=str(test_path), levels=[1, 2, 3, 4, 5])],
         batch_size=32, eval_batch_size=300,

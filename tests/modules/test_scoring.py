@@ -58,11 +58,6 @@ SAMPLES = [
 ]
 
 
-def write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def read_lines(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -101,7 +96,7 @@ def hand_step_scores(model_dir: str, line: dict) -> tuple[list[float], float]:
     return [float(probs[p]) for p in ends], float(probs[-1])
 
 
-def test_scoring_writes_one_score_per_step_and_the_min_of_them(tmp_path, reward_model_dir):
+def test_scoring_writes_one_score_per_step_and_the_min_of_them(tmp_path, reward_model_dir, write_jsonl):
     samples = write_jsonl(tmp_path / "samples.jsonl", SAMPLES)
     out = tmp_path / "scored.jsonl"
     assert main(score_args(tmp_path, reward_model_dir, samples, out)) == 0
@@ -120,7 +115,7 @@ def test_scoring_writes_one_score_per_step_and_the_min_of_them(tmp_path, reward_
     assert not list(tmp_path.glob("scored.rank*.jsonl"))  # per-rank files merged away
 
 
-def test_orm_scoring_reads_the_final_token(tmp_path, reward_model_dir):
+def test_orm_scoring_reads_the_final_token(tmp_path, reward_model_dir, write_jsonl):
     samples = write_jsonl(tmp_path / "samples.jsonl", SAMPLES[:2])
     out = tmp_path / "orm.jsonl"
     main(score_args(tmp_path, reward_model_dir, samples, out, supervision="outcome"))
@@ -130,7 +125,7 @@ def test_orm_scoring_reads_the_final_token(tmp_path, reward_model_dir):
         assert not math.isclose(row["score"], min(row["step_scores"]), abs_tol=1e-6)
 
 
-def test_scoring_resumes_without_duplicates_and_keeps_what_was_scored(tmp_path, reward_model_dir):
+def test_scoring_resumes_without_duplicates_and_keeps_what_was_scored(tmp_path, reward_model_dir, write_jsonl):
     samples = write_jsonl(tmp_path / "samples.jsonl", SAMPLES)
     out = tmp_path / "scored.jsonl"
     main(score_args(tmp_path, reward_model_dir, samples, out))
@@ -154,13 +149,13 @@ def test_scoring_resumes_without_duplicates_and_keeps_what_was_scored(tmp_path, 
     assert read_lines(out) == resumed
 
 
-def test_scoring_refuses_to_overwrite_its_input(tmp_path, reward_model_dir):
+def test_scoring_refuses_to_overwrite_its_input(tmp_path, reward_model_dir, write_jsonl):
     samples = write_jsonl(tmp_path / "samples.jsonl", SAMPLES[:1])
     with pytest.raises(ValueError, match="overwrite"):
         main(score_args(tmp_path, reward_model_dir, samples, samples))
 
 
-def test_scoring_a_sample_without_prompt_names_the_line(tmp_path, reward_model_dir):
+def test_scoring_a_sample_without_prompt_names_the_line(tmp_path, reward_model_dir, write_jsonl):
     bad = dict(SAMPLES[1])
     del bad["prompt"]
     samples = write_jsonl(tmp_path / "samples.jsonl", [SAMPLES[0], bad])
