@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for s in plan.stages:
             print(f"# {s.name}: {s.about} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
-            print(" ".join(command(s, plan)))
+            print(shlex.join(command(s, plan)))  # quoted: each line can be pasted into a shell
         return 0
     if args.quick and args.stages:
         parser.error("--quick chooses the stages itself; give --quick or --stages, not both")

@@ -231,7 +231,7 @@ def combine_rewards(
     per_step_bonus: float = 0.25,
     process_scale: float = 1.0,
 ) -> list[tuple[int, float]]:
-    """One response's rewards as ``(token index, reward)`` pairs, for `e2h.rl.place_rewards`.
+    """One response's rewards as ``(token index, reward)`` pairs, for `e2h.rl.maths.place_rewards`.
 
     - Step ``k``'s process reward (`process_rewards` with ``scheme``), times ``process_scale``, at token
       ``step_end_positions[k]`` (the step's last token, where the reward model's score was read).

@@ -192,7 +192,9 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
           "--model.init_args.reward_model", prm_hf], after=["sft_easy", "prm"],
           checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints", about="PPO, reward: easy outcome + PRM process (min)")
     p.add("ppo_outcome", "ppo_outcome", ["fit", "--config", c(k["ppo"]), "--model.init_args.policy", easy_hf,
-          "--model.init_args.reward_model", "null", "--model.init_args.rewards.process", "null"],
+          "--model.init_args.reward_model", "null",
+          # a mapping, not --model.init_args.rewards.process null: jsonargparse reads a nested null as a string
+          "--model.init_args.rewards", '{"process": null}'],
           after=["sft_easy"], checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints", about="PPO, reward: final answer only")
     for arm, ws in (("prm", "main"), ("outcome", "ppo_outcome")):
         p.add(f"eval_ppo_{arm}", f"eval_ppo_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",

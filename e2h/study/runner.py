@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -23,7 +24,7 @@ def run_stage(stage: Stage, plan: Plan, threads: int) -> float:
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     start = time.perf_counter()
     with log.open("w") as f:
-        f.write("$ " + " ".join(cmd) + f"\n# in {workspace}\n\n")
+        f.write("$ " + shlex.join(cmd) + f"\n# in {workspace}\n\n")
         f.flush()
         done = subprocess.run(cmd, cwd=workspace, env=env, stdout=f, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
