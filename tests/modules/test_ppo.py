@@ -337,14 +337,18 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tin
     no outcome reward, no format penalty; KL coefficient 0.05 (k1, clamped).
 
     Measured (lr 1e-2, 12 rollouts of 32, 4 steps each; ~1 minute): the mean reward-model score of the step
-    ends rose from 0.08 (chance: 10 digits among 99 characters) to 0.36-0.61 in the last four rollouts; the
-    clamped-k1 KL per response rose to ~6 nats and stayed there (peak 6.2). The bound 0.3 is more than six
-    binomial standard deviations above chance for 96 responses; the KL bound 12 is twice the measured peak
-    (without the KL penalty the policy is free to collapse onto one character).
+    ends rose from near chance (10 digits among 99 characters) to 0.3-0.5 in the last three rollouts; the
+    clamped-k1 KL per response rose to ~6 nats and stayed there. Over rollout sampling seeds 0-7: first rollout
+    0.08-0.27 (6 of 8 below 0.2), last three 0.26-0.52 (7 of 8 at least 0.3), peak KL 4.4-7.9. The run here
+    uses seed 4 (0.10, then 0.48; peak KL 6.3); with the seeds derived as before `stable_seed`, seed 0 drew
+    0.08, then 0.36-0.61 (peak 6.2). The bound 0.3 is more than six binomial standard deviations above chance
+    for 96 responses; the KL bound 12 is about twice the measured peaks (without the KL penalty the policy is
+    free to collapse onto one character).
     """
     module = PPOModule(
         policy=models["policy"], reward_model=digit_reward_model(tmp_path / "rm", tiny_llama), value_model=models["policy"],
-        batch=BatchSizes(rollout=32, minibatch=8), sampling=Sampling(max_new_tokens=6, temperature=1.0, top_k=0),
+        batch=BatchSizes(rollout=32, minibatch=8),
+        sampling=Sampling(max_new_tokens=6, temperature=1.0, top_k=0, seed=4),
         rewards=Rewards(outcome=False, penalty_scale=0.0, kl_coef=0.05), log_rollouts=0,
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
     )
