@@ -1,7 +1,9 @@
 """Samples JSONL (written by `e2h predict`): reading with checks, and a graded sample as a step-labelled
 solution (what a reward model trains on).
 
-One line per sample: problem_id, level, sample_index, prompt, completion, answer, gold, correct, num_tokens.
+One line per sample: problem_id, level, sample_index, prompt, completion, answer, gold, correct, solved (right
+answer from steps the exact checker accepts; synthetic problems only, else null), num_tokens, clipped (cut by
+max_new_tokens).
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
 from e2h.data.prompts import QUESTION_HEADING, SOLUTION_HEADING, question_from_prompt
 from e2h.data.step_solutions import StepSolution, completion_steps
+from e2h.data.synthetic import SOURCE, is_synthetic, label_steps
 
 SAMPLE_FIELDS = ("problem_id", "level", "sample_index", "completion", "answer", "gold")
-# Synthetic problems (`e2h.data.synthetic`) have ids "synthetic/L{level}/{split}/{index}": their steps can be checked.
-SYNTHETIC_PREFIX = "synthetic/"
 
 
 def read_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -71,9 +72,9 @@ def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> St
     question = question_from_prompt(row["prompt"])
     labels: list[int | None] = [None] * len(steps)
     if process_labels:
-        if not str(row["problem_id"]).startswith(SYNTHETIC_PREFIX):
+        if not is_synthetic(str(row["problem_id"])):
             raise DataError(
-                f"{where}: process_labels needs synthetic problems (ids {SYNTHETIC_PREFIX}...), "
+                f"{where}: process_labels needs synthetic problems (ids {SOURCE}/...), "
                 f"got {row['problem_id']!r}"
             )
         if question is None:
@@ -81,8 +82,6 @@ def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> St
                 f"{where}: no '{QUESTION_HEADING} ... {SOLUTION_HEADING}' in the prompt; "
                 "process_labels needs the paper prompt format"
             )
-        from e2h.data.synthetic import label_steps
-
         try:
             labels = label_steps(question, steps)[0]
         except ValueError as e:

@@ -31,12 +31,15 @@ from pathlib import Path
 from e2h.data.files import atomic_write_jsonl
 from e2h.data.prompts import STEP_SEPARATOR, answer_section
 from e2h.data.records import ALL_LEVELS, Problem
-from e2h.data.step_solutions import StepSolution, strip_answer_section, write_step_solutions
+from e2h.data.step_solutions import StepSolution, completion_steps, strip_answer_section, write_step_solutions
 from e2h.generation.seeding import stable_seed
 
 SUBJECT = "Arithmetic (mod 10)"
 SOURCE = "synthetic"
 OPERATORS = "+-"
+# The answers of random problems are uniform over the ten digits, so a guess is right one time in ten: the
+# chance level of final-answer accuracy, beside which every synthetic figure is read.
+ANSWER_CHANCE = 0.1
 
 # A whole problem (at least one operation) and a remainder (possibly a lone digit: the answer).
 _EXPRESSION_RE = re.compile(r"[0-9](?:[+-][0-9])+")
@@ -144,28 +147,51 @@ def check_steps(expression: str, steps: Sequence[str]) -> list[int]:
     from, so every step after it is wrong, as is every step after the remainder is a single digit (the
     solution had already ended). Never raises on step content: anything that is not a step is wrong.
     """
+    return [int(kind is None) for kind in step_errors(expression, steps)]
+
+
+STEP_ERRORS = ("result", "operation", "restatement", "format")
+
+
+def step_errors(expression: str, steps: Sequence[str]) -> list[str | None]:
+    """What is wrong with each written step (None: nothing), judged as `check_steps` judges it:
+
+    - ``result``: the right operation with a wrong result (an arithmetic slip);
+    - ``operation``: the operation done is not the remainder's first one (a copying slip);
+    - ``restatement``: operation and result right, what is restated after them wrong (a copying slip);
+    - ``format``: not a step at all, or a step after the solution had ended or become unreadable.
+    """
     _check_expression(expression)
     if isinstance(steps, str):
         raise TypeError("steps must be a sequence of step strings, not one string; split it on the step separator")
-    labels: list[int] = []
+    errors: list[str | None] = []
     remainder: str | None = expression
     for step in steps:
         # The answer section attached to the last step (`e2h.data.step_solutions.split_steps`) is not part of the check.
         text = strip_answer_section(step).strip() if isinstance(step, str) else None
         if remainder is None or len(remainder) == 1 or text is None:
             # Nothing left to continue from (unreadable earlier step, or the solution already ended).
-            labels.append(0)
+            errors.append("format")
             if text is None:
                 remainder = None
             continue
-        expected, after = _step_text(remainder, _first_result(remainder))
+        result = _first_result(remainder)
+        expected, after = _step_text(remainder, result)
         if text == expected:
-            labels.append(1)
+            errors.append(None)
             remainder = after
+            continue
+        match = _STEP_RE.fullmatch(text)
+        if match is None:
+            errors.append("format")
+        elif "".join(match.group(1, 2, 3)) != remainder[:3]:
+            errors.append("operation")
+        elif int(match.group(4)) != result:
+            errors.append("result")
         else:
-            labels.append(0)
-            remainder = _written_remainder(text)
-    return labels
+            errors.append("restatement")
+        remainder = _written_remainder(text)
+    return errors
 
 
 def final_answer(steps: Sequence[str]) -> str | None:
@@ -178,6 +204,20 @@ def final_answer(steps: Sequence[str]) -> str | None:
         return None
     remainder = _written_remainder(strip_answer_section(steps[-1]).strip())
     return remainder if remainder is not None and len(remainder) == 1 else None
+
+
+def solves(expression: str, completion: str) -> bool:
+    """Whether a written solution (e.g. a sampled completion) solves the problem for real: one step per
+    operation, every one of them passing `check_steps`, so its last step reaches the true answer. A right
+    final digit reached through wrong steps (one time in ten by luck, more when steps are skipped) does not
+    solve it. The answer section after the last step is not judged here (grading reads it)."""
+    steps = completion_steps(completion)
+    return len(steps) == num_operations(expression) and all(check_steps(expression, steps))
+
+
+def is_synthetic(unique_id: str | None) -> bool:
+    """Whether a record's id names a problem of this benchmark (``synthetic/L{level}/...``)."""
+    return isinstance(unique_id, str) and unique_id.startswith(f"{SOURCE}/")
 
 
 def label_steps(expression: str, steps: Sequence[str]) -> tuple[list[int | None], int]:

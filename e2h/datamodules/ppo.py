@@ -105,7 +105,7 @@ class PPOPromptsDataModule(ProblemsDataModule):
         # Set by the PPO module when fit starts: how a rollout maps onto this device's loader batches.
         self.rollout_plan: RolloutPlan | None = None
 
-    def _encode(self, records) -> list[dict[str, list[int]]]:
+    def _encode(self, records, split: str = "train") -> list[dict[str, list[int]]]:
         # PPO trains on prompts and its own samples: no SFT examples are encoded (the parent's setup asks).
         return []
 

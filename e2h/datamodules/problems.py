@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from e2h.data.few_shot import FewShotPrompt, draw_exemplars
 from e2h.data.prompts import PromptFormat
-from e2h.data.records import Problem, load_problems
+from e2h.data.records import Problem, count_levels, load_problems
 from e2h.datamodules.base import TokenizingDataModule
 from e2h.datamodules.sampler import training_sampler
 from e2h.datamodules.sources import ProblemSource
@@ -97,6 +98,7 @@ class ProblemsDataModule(TokenizingDataModule):
         self.prompt: FewShotPrompt = FewShotPrompt(())
         # Problem ids the sampling writer found already complete; predict skips them (resume).
         self.skip_ids: set[str] = set()
+        self._reference_lengths: dict[str, dict[int | None, list[int]]] = {}
 
 
     # --- loading -------------------------------------------------------------------------------------------
@@ -126,9 +128,9 @@ class ProblemsDataModule(TokenizingDataModule):
         else:
             self.prompt = FewShotPrompt((), self.fmt)
         if stage in ("fit", None):
-            self.sft["train"] = self._encode(self._train_records())
+            self.sft["train"] = self._encode(self._train_records(), "train")
             if "val" in self.problems:
-                self.sft["val"] = self._encode(self.problems["val"])
+                self.sft["val"] = self._encode(self.problems["val"], "val")
 
     def _train_records(self) -> list[Problem]:
         records = list(self.problems["train"])
@@ -142,16 +144,35 @@ class ProblemsDataModule(TokenizingDataModule):
             records += extra
         return records
 
-    def _encode(self, records: list[Problem]) -> list[dict[str, list[int]]]:
+    def _encode(self, records: list[Problem], split: str = "train") -> list[dict[str, list[int]]]:
         """SFT examples with next-token targets shifted inside each example (so packing never trains a
-        prediction across two examples)."""
+        prediction across two examples). Examples cut by `max_length` are counted per level and warned about:
+        the model never sees their ends (the answer, the EOS that stops generation)."""
         from e2h.text.encoding import IGNORE_LABEL, encode_sft
 
         examples = []
+        cut: dict[int | None, list[int]] = {}  # level -> full lengths of the truncated examples
+        totals = count_levels(p.level for p in records)
         for p in records:
-            enc = encode_sft(self.tokenizer, self.fmt.prompt(p.problem), self.fmt.response(p), max_length=self.max_length)
+            prompt, response = self.fmt.prompt(p.problem), self.fmt.response(p)
+            enc = encode_sft(self.tokenizer, prompt, response, max_length=self.max_length)
+            if enc["truncated"]:
+                full = len(encode_sft(self.tokenizer, prompt, response)["input_ids"])
+                cut.setdefault(p.level, []).append(full)
             targets = enc["labels"][1:] + [IGNORE_LABEL]
             examples.append({"input_ids": enc["input_ids"], "targets": targets})
+        if cut:
+            lines = [
+                f"  level {level}: {len(lengths)} of {totals[level]} ({len(lengths) / totals[level]:.0%}), "
+                f"longest {max(lengths)} tokens"
+                for level, lengths in sorted(cut.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+            ]
+            longest = max(max(v) for v in cut.values())
+            rank_zero_warn(
+                f"SFT {split} data: examples cut by data.init_args.max_length = {self.max_length} tokens, by level:\n"
+                + "\n".join(lines)
+                + f"\nTheir ends (answer, EOS) are never trained on. Set max_length to at least {longest}."
+            )
         if self.pack:
             from e2h.text.packing import pack_sequences
 
@@ -191,6 +212,18 @@ class ProblemsDataModule(TokenizingDataModule):
             for p in self.problems[split]
             if p.unique_id not in self.skip_ids
         ]
+
+    def reference_lengths(self, split: str) -> dict[int | None, list[int]]:
+        """Token lengths (EOS included) of the reference solutions of a split's problems, by level: what a
+        generation budget must fit (`e2h.eval.budget`). Problems without a solution are left out."""
+        if split not in self._reference_lengths:
+            lengths: dict[int | None, list[int]] = {}
+            for p in self.problems.get(split, []):
+                if p.solution and p.solution.strip():
+                    response = self.tokenizer(self.fmt.response(p), add_special_tokens=False)["input_ids"]
+                    lengths.setdefault(p.level, []).append(len(response) + 1)  # + EOS
+            self._reference_lengths[split] = lengths
+        return self._reference_lengths[split]
 
     def _generation_loader(self, split: str) -> DataLoader:
         return DataLoader(

@@ -1,5 +1,7 @@
 """Accuracy by level of sampled solutions: mean sample accuracy, majority voting over each problem's N samples,
-and pass@N (any sample correct)."""
+and pass@N (any sample correct), each with its standard error and chance level; beside them the clip rate
+(samples cut by max_new_tokens) and, where an exact step checker exists, pass@N counting only samples that
+solve the problem step by step (a right answer from wrong steps is luck)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2h.data.records import subset_keys
+from e2h.data.synthetic import ANSWER_CHANCE, is_synthetic
 from e2h.eval.reranking import majority_vote
+from e2h.eval.stats import NOISE_NOTE, chance_of_any, percent, standard_error
 from e2h.grading import is_equivalent
 
 
@@ -16,38 +20,83 @@ from e2h.grading import is_equivalent
 class Accuracy:
     problems: int = 0
     samples: int = 0
-    sample_correct: float = 0.0
+    sample_correct: float = 0.0  # sum over problems of the fraction of its samples that are correct
     majority_correct: int = 0
     any_correct: int = 0
+    any_solved: int = 0  # problems with a sample the exact checker accepts
+    checked: int = 0  # problems with an exact checker (synthetic)
+    clipped: int = 0  # samples cut by max_new_tokens
+    n: int = 0  # samples per problem (the smallest, if they differ)
+
+    @property
+    def chance(self) -> float | None:
+        """One guess's chance of the right answer, where known (every problem synthetic)."""
+        return ANSWER_CHANCE if self.problems and self.checked == self.problems else None
+
+    def figures(self) -> dict[str, Any]:
+        """Every figure of the row, as fractions, with standard errors over problems."""
+        p = max(self.problems, 1)
+        figures: dict[str, Any] = {"problems": self.problems, "n": self.n, "chance": self.chance}
+        for name, value in (
+            ("sample_accuracy", self.sample_correct / p),
+            ("majority", self.majority_correct / p),
+            ("pass", self.any_correct / p),
+        ):
+            figures[name] = value
+            figures[f"{name}_se"] = standard_error(value, self.problems)
+        figures["pass_chance"] = None if self.chance is None else chance_of_any(self.chance, self.n)
+        figures["solved_pass"] = self.any_solved / p if self.checked == self.problems and self.problems else None
+        figures["clip_rate"] = self.clipped / max(self.samples, 1)
+        return figures
 
     def row(self, name: str) -> str:
-        p = max(self.problems, 1)
+        f, chance = self.figures(), self.chance
+        solved = "-" if f["solved_pass"] is None else percent(f["solved_pass"], self.problems)
+        chances = "-" if chance is None else f"{chance:.0%} / {f['pass_chance']:.0%}"
         return (
-            f"| {name} | {self.problems} | {self.samples / p:.0f} | {self.sample_correct / p:.1%} "
-            f"| {self.majority_correct / p:.1%} | {self.any_correct / p:.1%} |"
+            f"| {name} | {self.problems} | {self.n} | {percent(f['sample_accuracy'], self.problems, chance)} "
+            f"| {percent(f['majority'], self.problems, chance)} | {percent(f['pass'], self.problems, f['pass_chance'])} "
+            f"| {solved} | {f['clip_rate']:.1%} | {chances} |"
         )
 
 
+def _correct(row: dict[str, Any], gold: str) -> bool:
+    return bool(row["correct"]) if row.get("correct") is not None else is_equivalent(row["answer"], gold)
+
+
 def summarize(by_problem: dict[str, list[dict[str, Any]]]) -> dict[str, Accuracy]:
-    """Per level and per easy/hard group: mean sample accuracy, majority@N and pass@N."""
+    """Per level and per easy/hard group: mean sample accuracy, majority@N, pass@N, solved pass@N, clip rate."""
     table: dict[str, Accuracy] = defaultdict(Accuracy)
-    for rows in by_problem.values():
+    for problem_id, rows in by_problem.items():
         gold, level = rows[0]["gold"], rows[0]["level"]
         if gold is None:
             continue
-        correct = [bool(r.get("correct")) if r.get("correct") is not None else is_equivalent(r["answer"], gold) for r in rows]
+        correct = [_correct(r, gold) for r in rows]
         voted = majority_vote([r["answer"] for r in rows])
+        checked = is_synthetic(problem_id)
         for key in subset_keys(level):
             acc = table[key]
+            acc.n = len(rows) if not acc.problems else min(acc.n, len(rows))
             acc.problems += 1
             acc.samples += len(rows)
             acc.sample_correct += sum(correct) / len(rows)
             acc.majority_correct += voted is not None and is_equivalent(voted, gold)
             acc.any_correct += any(correct)
+            acc.clipped += sum(bool(r.get("clipped")) for r in rows)
+            if checked:
+                acc.checked += 1
+                acc.any_solved += any(bool(r.get("solved")) for r in rows)
     return dict(table)
 
 
 def format_summary(table: dict[str, Accuracy]) -> str:
     keys = sorted(k for k in table if k.startswith("level")) + [k for k in ("easy", "hard", "all") if k in table]
-    header = "| subset | problems | N | sample accuracy | majority@N | pass@N |\n|---|---|---|---|---|---|"
-    return "\n".join([header] + [table[k].row(k) for k in keys])
+    header = (
+        "| subset | problems | N | sample accuracy | majority@N | pass@N | solved pass@N | clip rate | chance (1 / N) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    note = (
+        "\n\nFigures are ± one standard error over problems. solved pass@N counts only samples whose every step "
+        "the exact checker accepts (synthetic problems). clip rate: samples cut by max_new_tokens. " + NOISE_NOTE
+    )
+    return "\n".join([header] + [table[k].row(k) for k in keys]) + note

@@ -59,6 +59,8 @@ class SamplingConfig:
 class Completion:
     text: str
     num_tokens: int  # generated tokens up to and including EOS / the stop string
+    # Cut by the token budget: no EOS and no stop string within max_new_tokens, so the text may end mid-solution.
+    clipped: bool = False
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -130,12 +132,15 @@ def generate_completions(
 def _to_completion(ids: list[int], tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> Completion:
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     n = len(ids)
+    ended = True
     if eos in ids:
         n = ids.index(eos) + 1
     elif pad is not None and pad != eos and pad in ids:
         n = ids.index(pad)
+    else:  # the row ran to the budget (every row of the batch is max_new_tokens long then)
+        ended = False
     text = tokenizer.decode(ids[:n], skip_special_tokens=True)
     text, stopped = cut_at_stop(text, stop)
     if stopped:  # count only the tokens that produced the kept text plus the stop string
         n = min(n, len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1)
-    return Completion(text=text, num_tokens=n)
+    return Completion(text=text, num_tokens=n, clipped=not (ended or stopped))

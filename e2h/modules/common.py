@@ -70,3 +70,23 @@ def forward_batch(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> 
     if "sequence_ids" in batch:
         attention_mask = block_causal_mask(batch["sequence_ids"], model.dtype)
     return model(input_ids=batch["input_ids"], attention_mask=attention_mask, position_ids=batch.get("position_ids"))
+
+
+def check_budget(module: LightningModule, split: str, max_new_tokens: int, setting: str, mode: str) -> None:
+    """Compare a generation budget with the reference solutions of the data module's `split`
+    (`e2h.eval.budget.check_generation_budget`): raise when most of a level's cannot fit, warn when some
+    cannot (`mode`: error, warn or off). Data modules without reference solutions (or without
+    `reference_lengths`) are not checked."""
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from e2h.eval.budget import check_generation_budget
+
+    datamodule = getattr(module.trainer, "datamodule", None)
+    lengths = getattr(datamodule, "reference_lengths", None)
+    if lengths is None:
+        return
+    if mode == "off":
+        return
+    message = check_generation_budget(lengths(split), max_new_tokens, f"{setting} (the {split} split)", mode)
+    if message:
+        rank_zero_warn(message)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,15 +17,19 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from e2h.data.prompts import STOP_STRINGS
-from e2h.eval.greedy import GreedyAccuracy
+from e2h.eval.budget import BUDGET_CHECKS
+from e2h.eval.greedy import GreedyAccuracy, solved_exactly
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.generation.seeding import stable_seed
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.backbone import build_causal_lm
-from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import check_budget, forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
 from e2h.training.strategies import gathered_parameters, generation_kwargs
+
+
+BUDGET = "model.init_args.max_new_tokens"
 
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
@@ -52,6 +56,7 @@ class GeneratorModule(LightningModule):
         sample_seed: int = 0,
         log_samples: int = 4,
         generation_backend: str = "generate",
+        budget_check: Literal["error", "warn", "off"] = "error",
     ) -> None:
         """
         Args:
@@ -66,9 +71,13 @@ class GeneratorModule(LightningModule):
             log_samples: decoded validation solutions shown in TensorBoard as text.
             generation_backend: ``generate`` (`model.generate`) or ``static`` (`e2h.generation.static_cache`: a
                 StaticCache loop, compiled with CUDA graphs on a GPU; same greedy tokens) for evaluation and sampling.
+            budget_check: when `max_new_tokens` is shorter than the median reference solution of a level of the
+                evaluated problems (`e2h.eval.budget`): stop with the numbers (``error``), only ``warn``, or ``off``.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if budget_check not in BUDGET_CHECKS:
+            raise ValueError(f"budget_check must be one of {BUDGET_CHECKS}, got {budget_check!r}")
         if tokenizer is None and model is None:
             raise ValueError("a from-scratch model needs `tokenizer` (e.g. 'char' or a tokenizer path)")
         self.tokenizer = load_tokenizer(tokenizer or model)
@@ -141,6 +150,15 @@ class GeneratorModule(LightningModule):
         with gathered_parameters(self.model):
             self.greedy.grade(self.model, self.tokenizer, problems, self.eval_sampling, generation_kwargs(self))
 
+    def on_validation_start(self) -> None:
+        check_budget(self, "val", self.eval_sampling.max_new_tokens, BUDGET, self.hparams.budget_check)
+
+    def on_test_start(self) -> None:
+        check_budget(self, "test", self.eval_sampling.max_new_tokens, BUDGET, self.hparams.budget_check)
+
+    def on_predict_start(self) -> None:
+        check_budget(self, "predict", self.predict_sampling.max_new_tokens, BUDGET, self.hparams.budget_check)
+
     def on_validation_epoch_end(self) -> None:
         self.greedy.log_to(self, "val")
 
@@ -162,6 +180,7 @@ class GeneratorModule(LightningModule):
         for p, samples in zip(batch, completions):
             for i, c in enumerate(samples):
                 answer = extract_answer(c.text)
+                correct = None if p["answer"] is None else bool(is_equivalent(answer, p["answer"]))
                 rows.append(
                     {
                         "problem_id": p["unique_id"],
@@ -171,8 +190,11 @@ class GeneratorModule(LightningModule):
                         "completion": c.text,
                         "answer": answer,
                         "gold": p["answer"],
-                        "correct": None if p["answer"] is None else bool(is_equivalent(answer, p["answer"])),
+                        "correct": correct,
+                        # where an exact step checker exists: right answer from right steps (else None)
+                        "solved": None if correct is None else solved_exactly(p, c.text, correct),
                         "num_tokens": c.num_tokens,
+                        "clipped": c.clipped,  # cut by max_new_tokens
                     }
                 )
         return rows

@@ -63,14 +63,14 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from e2h.data.prompts import STOP_STRINGS
-from e2h.data.records import difficulty_group
+from e2h.data.records import ALL_LEVELS, difficulty_group, level_key
 from e2h.eval.greedy import GreedyAccuracy
 from e2h.generation.sampling import SamplingConfig, generate_tokens
 from e2h.generation.seeding import stable_seed
 from e2h.generation.static_cache import left_padded_positions
 from e2h.grading import extract_answer
 from e2h.modules.backbone import build_causal_lm, check_same_vocabulary
-from e2h.modules.common import optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import check_budget, optimizer_config, stop_if_not_finite, write_hf_folder
 from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling, as_dict, as_group
 from e2h.modules.reward_head import build_reward_backbone
 from e2h.rl import maths as rl
@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 FROZEN = ("reference", "reward_model")
 """Attributes holding frozen models: not trained, not checkpointed (re-read from their paths)."""
+
+
+EVAL_BUDGET = "model.init_args.eval_max_new_tokens (default: sampling.max_new_tokens)"
 
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
@@ -471,6 +474,8 @@ class PPOModule(LightningModule):
         # the trained models must be in train mode (gradient checkpointing only acts there).
         self.policy.train()
         self.value.train()
+        check_budget(self, "train", self.rollout_sampling.max_new_tokens, "model.init_args.sampling.max_new_tokens",
+                     self.sampling.budget_check)
         # Exact resume needs checkpoints at rollout boundaries: refuse a schedule that would write others.
         k = self.steps_per_rollout
         for callback in self.trainer.checkpoint_callbacks:
@@ -536,6 +541,14 @@ class PPOModule(LightningModule):
         }
         if self.reward_model is not None:
             metrics["reward/rm_score"] = mean([p.rm_score for p in parts])
+        # Clip rate by level: responses cut by max_new_tokens (no EOS). A level whose correct solutions do not
+        # fit the budget shows here, instead of as a reward that can never be earned.
+        levels = [r.get("level") for r in records]
+        for level in ALL_LEVELS:
+            clipped = [float(not s) for s, lv in zip(stopped.tolist(), levels) if lv == level]
+            totals = self._reduce_sum(torch.tensor([sum(clipped), len(clipped)], dtype=torch.float64, device=self.device))
+            if totals[1] > 0:
+                metrics[f"rollout/clip_rate_{level_key(level)}"] = float(totals[0] / totals[1])
         for group in ("easy", "hard"):
             graded = [p.correct for p, r in zip(parts, records) if p.correct is not None and difficulty_group(r.get("level")) == group]
             if graded:
@@ -565,6 +578,12 @@ class PPOModule(LightningModule):
     def _grade_greedy(self, problems: list[dict[str, Any]]) -> None:
         with gathered_parameters(self.policy):
             self.greedy.grade(self.policy, self.tokenizer, problems, self.eval_sampling, generation_kwargs(self))
+
+    def on_validation_start(self) -> None:
+        check_budget(self, "val", self.eval_sampling.max_new_tokens, EVAL_BUDGET, self.sampling.budget_check)
+
+    def on_test_start(self) -> None:
+        check_budget(self, "test", self.eval_sampling.max_new_tokens, EVAL_BUDGET, self.sampling.budget_check)
 
     def on_validation_epoch_end(self) -> None:
         self.greedy.log_to(self, "val")

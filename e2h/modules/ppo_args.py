@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from e2h.eval.budget import BUDGET_CHECKS
 from e2h.generation.sampling import BACKENDS
 from e2h.rl.kl import KL_KINDS
 from e2h.rl.rewards import HIDDEN_OUTCOME, PROCESS_SCHEMES
@@ -85,8 +86,13 @@ class Sampling:
     greedy validation."""
     seed: int = 0
     """Seeds each rollout (with its number and the rank), so a resumed run regenerates the same rollout."""
+    budget_check: Literal["error", "warn", "off"] = "error"
+    """When max_new_tokens is shorter than the median reference solution of a level of the prompts
+    (`e2h.eval.budget`): stop with the numbers (``error``), only warn, or do not check (``off``)."""
 
     def __post_init__(self) -> None:
+        if self.budget_check not in BUDGET_CHECKS:
+            raise ValueError(f"sampling.budget_check must be one of {BUDGET_CHECKS}, got {self.budget_check!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"sampling.backend must be one of {BACKENDS}, got {self.backend!r}")
         if not self.temperature > 0:

@@ -99,7 +99,7 @@ def _metrics(path: str = METRICS_FILE) -> list[str]:
 # What differs between the profiles: config names and the output paths those configs write.
 PROFILES = {
     "tiny": {
-        "icl": "validate", "sft_easy": ["sft"], "sft_full": ["sft"], "full_levels": True, "eval": "eval",
+        "icl": None, "sft_easy": ["sft"], "sft_full": ["sft"], "full_levels": True, "eval": "eval",
         "sft_easy_dir": "sft", "sft_full_dir": "sft", "ppo": "ppo", "ppo_dir": "ppo", "scored": "scored.jsonl",
     },
     "math": {
@@ -139,7 +139,8 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
     greedy_only = ["--data.init_args.few_shot", "null"] if k["eval"] == "icl" else []
 
     # Generators: in-context learning with exemplars from all / hard / easy levels, then SFT full vs easy.
-    for arm, levels in (("full", all_levels), ("hard", "[4,5]"), ("easy", "[1,2,3]")):
+    # The tiny profile has no pretrained model, so ICL would measure a random model: it has no ICL stages.
+    for arm, levels in (("full", all_levels), ("hard", "[4,5]"), ("easy", "[1,2,3]")) if k["icl"] else ():
         p.add(f"icl_{arm}", f"icl_{arm}", [k["icl"], "--config", c("icl"), *model_args,
               "--data.init_args.few_shot.levels", levels, *_metrics()],
               about=f"in-context learning, exemplars from levels {levels}")
@@ -196,7 +197,13 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
           # a mapping, not --model.init_args.rewards.process null: jsonargparse reads a nested null as a string
           "--model.init_args.rewards", '{"process": null}'],
           after=["sft_easy"], checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints", about="PPO, reward: final answer only")
-    for arm, ws in (("prm", "main"), ("outcome", "ppo_outcome")):
+    # The paper's full-supervision baseline: final-answer reward on every level, hard answers visible.
+    p.add("ppo_full", "ppo_full", ["fit", "--config", c(k["ppo"]), "--model.init_args.policy", easy_hf,
+          "--model.init_args.reward_model", "null", "--model.init_args.rewards", '{"process": null}',
+          "--data.init_args.hide_answers_for_levels", "[]"],
+          after=["sft_easy"], checkpoints=f"{runs}/{k['ppo_dir']}/checkpoints",
+          about="PPO, reward: final answer on all levels (full supervision)")
+    for arm, ws in (("prm", "main"), ("outcome", "ppo_outcome"), ("full", "ppo_full")):
         p.add(f"eval_ppo_{arm}", f"eval_ppo_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",
               p.path(ws, f"{runs}/{k['ppo_dir']}/hf"), *greedy_only, *_metrics()], after=[f"ppo_{arm}"],
               about=f"greedy accuracy of PPO ({arm}) by level")

@@ -19,10 +19,16 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     plan = tiny_plan(tmp_path)
     assert all(done_marker(plan, s).exists() for s in plan.stages)
     text = (tmp_path / "report" / "study.md").read_text()
-    for row in ("ICL, exemplars from hard levels", "SFT on easy levels (Easy-to-Hard)", "PPO, final-answer reward only"):
+    for row in ("SFT on easy levels (Easy-to-Hard)", "PPO, final-answer reward only (easy answers)",
+                "PPO, final-answer reward on all levels (full supervision)"):
         line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
         assert "%" in line  # measured, not "-"
     assert "| weighted:prm |" in text and "| best_of_n:oprm |" in text
+    assert "ICL, exemplars" not in text  # no ICL rows from a random model
+    study = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert study["chance"] == 0.1 and set(study["evaluators"]) == {"orm", "prm", "oprm"}
+    assert study["samples"]["all"]["clip_rate"] is not None
+    assert all(seconds is not None for seconds in study["stage_seconds"].values())
     report = json.loads((tmp_path / "report" / "rerank" / "report.json").read_text())
     assert set(report["scorers"]) == {"orm", "prm", "oprm"}
     # a second run finds everything done and only rewrites the report

@@ -20,7 +20,9 @@ from e2h.data.synthetic import (
     label_steps,
     level_capacity,
     num_operations,
+    solves,
     solve_steps,
+    step_errors,
     write_benchmark,
 )
 
@@ -83,6 +85,26 @@ def test_check_wrong_operands_with_matching_restatement() -> None:
     # After "0+7-5+9" the step "3+4=7 7-5+9" has right arithmetic and a restatement that matches the
     # remainder with its first operation replaced by 7, but it did not do the remainder's operation.
     assert check_steps(EXAMPLE, ["6+4=0 0+7-5+9", "3+4=7 7-5+9"]) == [1, 0]
+
+
+def test_step_errors_name_what_went_wrong() -> None:
+    # a wrong result, a miscopied operation, a wrong restatement, a non-step, and a step after the end
+    assert step_errors(EXAMPLE, ["6+4=1 1+7-5+9", "1+7=8 8-5+9", "8-5=3 3+9", "3+9=2"]) == ["result", None, None, None]
+    assert step_errors(EXAMPLE, ["6+4=0 0+7-5+9", "3+4=7 7-5+9"]) == [None, "operation"]
+    assert step_errors(EXAMPLE, ["6+4=0 0+7-5+8"]) == ["restatement"]
+    assert step_errors(EXAMPLE, ["6 + 4 = 0"]) == ["format"]
+    assert step_errors("2+9", ["2+9=1", "1+1=2"]) == [None, "format"]
+    assert check_steps(EXAMPLE, ["6+4=0 0+7-5+9", "3+4=7 7-5+9"]) == [1, 0]  # the checker is the same judgement
+
+
+def test_solves_needs_every_step_right_not_only_the_answer() -> None:
+    answer = "\n\n# Answer\n\n1"
+    assert solves(EXAMPLE, STEP_SEPARATOR.join(EXAMPLE_STEPS) + answer)
+    # two slips that cancel: the answer is right (1) by luck, the solution is not
+    lucky = ["6+4=1 1+7-5+9", "1+7=8 8-5+9", "8-5=2 2+9", "2+9=1"]
+    assert final_answer(lucky) == "1" and not solves(EXAMPLE, STEP_SEPARATOR.join(lucky) + answer)
+    # a solution cut before its end (the token budget) does not solve it
+    assert not solves(EXAMPLE, STEP_SEPARATOR.join(EXAMPLE_STEPS[:3]))
 
 
 def test_check_final_step_must_not_restate() -> None:

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from e2h.cli.main import main
 from e2h.datamodules import FewShot, ProblemsDataModule, ProblemSource
+from e2h.eval.budget import BudgetTooShort
 from e2h.modules import GeneratorModule
 from e2h.training.callbacks import SampleWriter
 
@@ -29,7 +30,7 @@ def make_module(tiny_llama):
     def make(**kwargs) -> GeneratorModule:
         torch.manual_seed(0)
         config = tiny_llama.config(max_position_embeddings=1024)
-        module = GeneratorModule(tokenizer="char", model_config=config, max_new_tokens=40, **kwargs)
+        module = GeneratorModule(tokenizer="char", model_config=config, max_new_tokens=40, budget_check="warn", **kwargs)
         module.configure_model()
         return module
 
@@ -99,7 +100,7 @@ def test_export_loads_with_transformers_and_gives_the_same_logits(tmp_path, make
 
 
 def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny_model_dir, problems_data):
-    module = GeneratorModule(model=tiny_model_dir, max_new_tokens=8)
+    module = GeneratorModule(model=tiny_model_dir, max_new_tokens=8, budget_check="warn")
     dm = problems_data(
         tokenizer=None,
         val=ProblemSource(split="test", levels=[1, 4], limit=6, synthetic_per_level=SMALL_SYNTHETIC),
@@ -109,6 +110,19 @@ def test_icl_validate_runs_on_an_untrained_model_and_logs_accuracy_by_level(tiny
     (metrics,) = trainer.validate(module, datamodule=dm)
     assert {"val/acc_all", "val/acc_easy", "val/acc_hard", "val/acc_level_1", "val/acc_level_4"} <= set(metrics)
     assert "val/acc_level_2" not in metrics  # no level-2 problem was evaluated
+    # beside each accuracy: its problem count, clip rate and exactly-solved share (synthetic problems)
+    assert metrics["val/n_level_1"] == 3 and metrics["val/n_all"] == 6
+    # 8 tokens cannot hold a level-1 solution (30 with its EOS), so a random model's completions are all cut
+    assert metrics["val/clip_all"] == 1.0 and metrics["val/solved_all"] == 0.0
+
+
+def test_a_budget_shorter_than_the_reference_solutions_stops_before_generating(tiny_model_dir, problems_data):
+    module = GeneratorModule(model=tiny_model_dir, max_new_tokens=40)  # level 4 needs 75 tokens, level 1 30
+    dm = problems_data(tokenizer=None, val=ProblemSource(split="test", levels=[1, 4], limit=6,
+                                                         synthetic_per_level=SMALL_SYNTHETIC))
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    with pytest.raises(BudgetTooShort, match=r"max_new_tokens \(the val split\) = 40 tokens[\s\S]*level 4: 3 of 3"):
+        trainer.validate(module, datamodule=dm)
 
 
 # --- sampling ------------------------------------------------------------------------------------------------
@@ -120,7 +134,8 @@ def write_sampling_config(tmp_path, model_dir, output, limit=6, num_samples=3) -
             "callbacks": [{"class_path": "e2h.training.callbacks.SampleWriter", "init_args": {"output": str(output)}}],
             "enable_progress_bar": False,
         },
-        "model": {"init_args": {"model": model_dir, "num_samples": num_samples, "max_new_tokens": 12}},
+        "model": {"init_args": {"model": model_dir, "num_samples": num_samples, "max_new_tokens": 12,
+                                          "budget_check": "warn"}},
         "data": {"init_args": {"predict": {"source": "synthetic", "split": "test", "levels": [1, 2, 3],
                                            "limit": limit, "synthetic_per_level": SMALL_SYNTHETIC},
                                "eval_batch_size": 2}},
@@ -140,10 +155,13 @@ def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_p
     rows = read_lines(out_a)
     assert len(rows) == 6 * 3
     assert set(rows[0]) == {"problem_id", "level", "sample_index", "prompt", "completion", "answer", "gold",
-                            "correct", "num_tokens"}
+                            "correct", "solved", "num_tokens", "clipped"}
     assert [r["sample_index"] for r in rows[:3]] == [0, 1, 2]
     assert all(r["level"] in (1, 2, 3) and r["gold"] is not None and isinstance(r["correct"], bool) for r in rows)
     assert all(0 < r["num_tokens"] <= 12 for r in rows)
+    # a random model rarely stops within 12 tokens: those samples are marked clipped, and none is "solved"
+    assert all(r["num_tokens"] == 12 for r in rows if r["clipped"])
+    assert any(r["clipped"] for r in rows) and not any(r["solved"] for r in rows)
 
     main(write_sampling_config(tmp_path, tiny_model_dir, out_b))
     assert out_b.read_text() == out_a.read_text()  # same seed, same samples

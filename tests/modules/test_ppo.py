@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, LlamaForTokenClassification
 
 from e2h.cli.main import main
 from e2h.datamodules import ProblemSource
+from e2h.eval.budget import BudgetTooShort
 from e2h.modules import PPOModule
 from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling
 from e2h.text.tokenizer import build_char_tokenizer
@@ -34,7 +35,7 @@ def make_module(models, batch=None, sampling=None, **kwargs) -> PPOModule:
     return PPOModule(
         policy=models["policy"], reward_model=models["reward_model"],
         batch=BatchSizes(**{"rollout": 8, "minibatch": 4, "ppo_epochs": 1, **(batch or {})}),
-        sampling=Sampling(**{"max_new_tokens": 10, "temperature": 1.0, "top_k": 0, **(sampling or {})}),
+        sampling=Sampling(**{"max_new_tokens": 10, "temperature": 1.0, "top_k": 0, "budget_check": "warn", **(sampling or {})}),
         **{**defaults, **kwargs},
     )
 
@@ -348,7 +349,7 @@ def test_ppo_raises_the_reward_model_score_with_bounded_kl(tmp_path, models, tin
     module = PPOModule(
         policy=models["policy"], reward_model=digit_reward_model(tmp_path / "rm", tiny_llama), value_model=models["policy"],
         batch=BatchSizes(rollout=32, minibatch=8),
-        sampling=Sampling(max_new_tokens=6, temperature=1.0, top_k=0, seed=4),
+        sampling=Sampling(max_new_tokens=6, temperature=1.0, top_k=0, seed=4, budget_check="warn"),
         rewards=Rewards(outcome=False, penalty_scale=0.0, kl_coef=0.05), log_rollouts=0,
         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
     )
@@ -368,11 +369,21 @@ def test_final_answer_only_ppo_needs_no_reward_model(tmp_path, models, ppo_data)
     with pytest.raises(ValueError, match="rewards.process and rewards.orm_weight read a reward model"):
         PPOModule(policy=models["policy"], reward_model=None)
     module = PPOModule(policy=models["policy"], reward_model=None, rewards=Rewards(process=None),
-                       batch=BatchSizes(rollout=8, minibatch=4), sampling=Sampling(max_new_tokens=10), log_rollouts=0,
+                       batch=BatchSizes(rollout=8, minibatch=4), sampling=Sampling(max_new_tokens=10, budget_check="warn"), log_rollouts=0,
                        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
-    _, recorder = fit(module, ppo_data(), tmp_path, max_steps=2)
+    trainer, recorder = fit(module, ppo_data(), tmp_path, max_steps=2)
     assert module.reward_model is None and len(recorder.losses) == 2
     assert all(math.isfinite(v) for v in recorder.losses.values())
+    # the rollout's clip rate by level (responses cut by the 10-token budget) is logged beside its rewards
+    clip = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/rollout/clip_rate_")}
+    assert clip and all(0.0 <= v <= 1.0 for v in clip.values())
+
+
+def test_rollouts_shorter_than_the_reference_solutions_are_refused(tmp_path, models, ppo_data):
+    module = PPOModule(policy=models["policy"], reward_model=None, rewards=Rewards(process=None),
+                       batch=BatchSizes(rollout=8, minibatch=4), sampling=Sampling(max_new_tokens=10), log_rollouts=0)
+    with pytest.raises(BudgetTooShort, match=r"sampling.max_new_tokens \(the train split\) = 10 tokens"):
+        fit(module, ppo_data(), tmp_path, max_steps=2)
 
 
 def test_rollouts_from_the_static_backend_train(tmp_path, models, monkeypatch, ppo_data):

@@ -25,14 +25,17 @@ def test_plan_uses_shipped_configs_in_dependency_order(make, tmp_path):
     assert len(seen) == len(plan.stages)  # names are unique
     names = {s.name for s in plan.stages}
     # the paper's comparisons, each a stage
-    assert {"icl_full", "icl_hard", "icl_easy", "sft_easy", "sft_full", "sample", "orm", "prm", "oprm",
-            "rerank", "ppo_prm", "ppo_outcome", "eval_ppo_prm", "eval_ppo_outcome"} <= names
+    assert {"sft_easy", "sft_full", "sample", "orm", "prm", "oprm", "rerank", "ppo_prm", "ppo_outcome", "ppo_full",
+            "eval_ppo_prm", "eval_ppo_outcome", "eval_ppo_full"} <= names
+    # ICL needs a pretrained model: the math profile has its three arms, the tiny one (a random model) none
+    icl = {"icl_full", "icl_hard", "icl_easy"}
+    assert icl <= names if plan.profile == "math" else not icl & names
     # sampling and PPO start from the Easy-to-Hard generator, never from the full one; so do the MATH
     # reward models (the tiny ones train from scratch)
     easy_hf = plan.path("main", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_easy_dir']}/hf")
     full_hf = plan.path("full", f"runs/{plan.profile}/{PROFILES[plan.profile]['sft_full_dir']}/hf")
     rms = ("orm", "prm", "oprm") if plan.profile == "math" else ()
-    for name in ("ppo_prm", "ppo_outcome", "sample", *rms):
+    for name in ("ppo_prm", "ppo_outcome", "ppo_full", "sample", *rms):
         (stage,) = [s for s in plan.stages if s.name == name]
         assert easy_hf in stage.args and "sft_easy" in stage.after
     assert not any(full_hf in s.args for s in plan.stages if s.name != "eval_sft_full")
@@ -46,3 +49,10 @@ def test_a_cut_off_training_stage_resumes_from_its_last_checkpoint(tmp_path):
     last.parent.mkdir(parents=True)
     last.write_bytes(b"")
     assert command(sft, plan)[-2:] == ["--ckpt_path", str(last)]
+
+
+def test_the_full_supervision_ppo_arm_sees_every_answer_and_no_reward_model(tmp_path):
+    args = tiny_plan(tmp_path).stage("ppo_full").args
+    assert args[args.index("--data.init_args.hide_answers_for_levels") + 1] == "[]"
+    assert args[args.index("--model.init_args.reward_model") + 1] == "null"
+    assert args[args.index("--model.init_args.rewards") + 1] == '{"process": null}'

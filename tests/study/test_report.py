@@ -1,4 +1,5 @@
-"""The study's report turns what the stages wrote into the paper's tables; a stage not run reads '-'."""
+"""The study's report turns what the stages wrote into the paper's tables, each figure with its standard error,
+chance mark, clip rate and exactly-solved share; a stage not run reads '-'; study.json holds the same figures."""
 
 import json
 from pathlib import Path
@@ -7,34 +8,52 @@ from e2h.study.plan import done_marker, tiny_plan
 from e2h.study.report import write_report
 
 
-def _metrics(folder: Path, prefix: str, values: dict[str, float]) -> None:
+def _metrics(folder: Path, prefix: str, values: dict[str, tuple[float, int]], clip: float = 0.0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    row = {"stage": prefix, "global_step": 0, "metrics": {f"{prefix}/acc_{k}": v for k, v in values.items()}}
-    (folder / "metrics.json").write_text(json.dumps(row))
+    metrics = {}
+    for key, (acc, n) in values.items():
+        metrics.update({f"{prefix}/acc_{key}": acc, f"{prefix}/n_{key}": n, f"{prefix}/clip_{key}": clip,
+                        f"{prefix}/solved_{key}": acc / 2})
+    (folder / "metrics.json").write_text(json.dumps({"stage": prefix, "global_step": 0, "metrics": metrics}))
 
 
-def test_report_tables_hold_the_measured_numbers(tmp_path):
+def test_report_tables_hold_the_measured_numbers_with_errors_and_chance(tmp_path):
     plan = tiny_plan(tmp_path)
-    levels = {"level_1": 1.0, "level_2": 0.95, "level_3": 0.9, "level_4": 0.05, "level_5": 0.125,
-              "easy": 0.95, "hard": 0.0875, "all": 0.605}
-    _metrics(tmp_path / "eval_sft_easy", "test", levels)
-    _metrics(tmp_path / "icl_easy", "val", {"level_1": 0.0})
-    _metrics(tmp_path / "eval_ppo_prm", "test", {**levels, "level_4": 0.1})
+    levels = {"level_1": (1.0, 20), "level_4": (0.05, 20), "level_5": (0.5, 100), "hard": (0.425, 120)}
+    _metrics(tmp_path / "eval_sft_easy", "test", levels, clip=0.25)
+    _metrics(tmp_path / "eval_ppo_prm", "test", {**levels, "level_4": (0.1, 20)})
     rerank = tmp_path / "report" / "rerank"
     rerank.mkdir(parents=True)
     rows = [{"method": m, "n": n, "subset": "hard", "accuracy": a, "problems": 40}
-            for m, n, a in [("majority", 1, 0.072), ("majority", 8, 0.05), ("weighted:prm", 8, 0.1)]]
-    (rerank / "report.json").write_text(json.dumps({"ns": [1, 8], "methods": ["majority", "weighted:prm"],
+            for m, n, a in [("majority", 1, 0.072), ("majority", 8, 0.05), ("weighted:prm", 8, 0.1), ("pass", 8, 0.3)]]
+    (rerank / "report.json").write_text(json.dumps({"ns": [1, 8], "methods": ["majority", "weighted:prm", "pass"],
                                                     "rows": rows, "problems": {"hard": 40}, "n_max": 8}))
     for stage in plan.stages[:2]:
         done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
         done_marker(plan, stage).write_text('{"seconds": 12.4}')
     text = write_report(plan).read_text()
-    assert "| SFT on easy levels (Easy-to-Hard) | 100.0% | 95.0% | 90.0% | 5.0% | 12.5% | 95.0% | 8.8% | 60.5% |" in text
-    assert "| ICL, exemplars from easy levels | 0.0% | - | - | - | - | - | - | - |" in text
-    assert "| PPO, easy outcome + PRM process reward | 100.0% | 95.0% | 90.0% | 10.0% |" in text
+    # by hand: SE = sqrt(p(1-p)/n); level 4: sqrt(.05*.95/20) = 4.9 points, within 2 x sqrt(.1*.9/20) = 13.4
+    # points of the 10% chance level (noise, marked); level 5: sqrt(.25/100) = 5.0 points, 40 points above chance
+    assert ("| SFT on easy levels (Easy-to-Hard) | 100.0% ± 0.0 | - | - | 5.0% ± 4.9† | 50.0% ± 5.0 | - "
+            "| 42.5% ± 4.5 | - |") in text
+    assert "| SFT on easy levels (Easy-to-Hard) | 50.0% / 25% | - | - | 2.5% / 25% | 25.0% / 25% |" in text
+    assert "| PPO, easy outcome + PRM process reward | 100.0% ± 0.0 | - | - | 10.0% ± 6.7† |" in text
     assert "| SFT on all levels (Full) | - |" in text  # not run: no number invented
-    assert "| majority | 7.2% | 5.0% |" in text and "| weighted:prm | - | 10.0% |" in text
-    assert "| icl_full | in-context learning, exemplars from levels [1,2,3,4,5] | 12 |" in text
-    assert "| eval_ppo_outcome | greedy accuracy of PPO (outcome) by level | not run |" in text
+    assert "ICL, exemplars" not in text and "No ICL rows" in text  # a random model's ICL measures nothing
+    assert "| majority | 7.2% ± 4.1 | 5.0% ± 3.4 |" in text and "| weighted:prm | - | 10.0% ± 4.7 |" in text
+    # gain 5 points, SE sqrt(.1*.9/40 + .05*.95/40) = 5.9 points; gap 25 points, 20% recovered, SE 5.9/25 = 23%
+    assert "| weighted:prm | 10.0% | +5.0 ± 5.9 | 25.0 | 20% ± 23 | noise |" in text
+    assert "| sft_easy | Easy-to-Hard SFT (levels 1-3) | 12 |" in text
+    assert "| eval_ppo_full | greedy accuracy of PPO (full) by level | not run |" in text
     assert (tmp_path / "report" / "generators.png").stat().st_size > 0
+
+    study = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert study["chance"] == 0.1
+    sft = study["generators"]["SFT on easy levels (Easy-to-Hard)"]["level_4"]
+    assert sft == {"accuracy": 0.05, "se": (0.05 * 0.95 / 20) ** 0.5, "problems": 20, "clip_rate": 0.25, "solved": 0.025}
+    gap = study["reranking"]["gap_recovered"]["hard/weighted:prm"]
+    assert abs(gap["recovered"] - 0.2) < 1e-9 and abs(gap["gain"] - 0.05) < 1e-9
+    claims = {c["claim"]: c for c in study["claims"]}
+    improve = claims["PPO with the easy PRM improves hard accuracy over SFT"]
+    assert improve["ours"]["difference"] == 0 and improve["reading"] == "noise"
+    assert study["stage_seconds"]["sft_easy"] == 12.4 and study["stage_seconds"]["rerank"] is None

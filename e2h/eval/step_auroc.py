@@ -1,0 +1,71 @@
+"""How well a reward model's step scores separate right steps from wrong ones on a generator's own samples,
+by level and by kind of error, with exact labels from the synthetic benchmark's checker.
+
+Labels follow the PRM800K convention the reward models are trained with: every step up to and including the
+first wrong one is labelled (1 right, 0 wrong), the steps after it are not. A scored samples file
+(`e2h predict` with a reward model) gives each sample's ``steps`` and ``step_scores``; the question is read
+back from the prompt. The AUROC of a level is over all its labelled steps; the AUROC of an error kind
+compares the wrong steps of that kind with all right steps. Levels or kinds with only one class get None.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from e2h.data.prompts import question_from_prompt
+from e2h.data.records import subset_keys
+from e2h.data.synthetic import is_synthetic, step_errors
+
+
+def labelled_steps(rows: Iterable[Mapping[str, Any]]) -> list[tuple[int | None, float, str | None]]:
+    """(level, step score, error kind or None for a right step) for every labelled step of the synthetic
+    samples in `rows` (scored sample lines); other rows are skipped."""
+    out = []
+    for row in rows:
+        question = question_from_prompt(row.get("prompt", ""))
+        if not is_synthetic(str(row.get("problem_id"))) or question is None:
+            continue
+        for score, error in zip(row["step_scores"], step_errors(question, row["steps"])):
+            out.append((row.get("level"), float(score), error))
+            if error is not None:
+                break  # PRM800K convention: nothing is labelled after the first wrong step
+    return out
+
+
+def _auroc(scores: list[float], labels: list[int]) -> float | None:
+    if len(set(labels)) < 2:
+        return None
+    return float(binary_auroc(torch.tensor(scores, dtype=torch.float64), torch.tensor(labels)))
+
+
+def step_auroc(steps: list[tuple[int | None, float, str | None]]) -> dict[str, Any]:
+    """``{"by_subset": {key: {"auroc", "steps", "wrong"}}, "by_kind": {kind: {"auroc", "wrong"}}}``, keys as
+    `e2h.data.records.subset_keys` (level_4, hard, all...); see the module docstring."""
+    by_subset: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for level, score, error in steps:
+        for key in subset_keys(level):
+            by_subset[key].append((score, int(error is None)))
+    right = [score for _, score, error in steps if error is None]
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for _, score, error in steps:
+        if error is not None:
+            kinds[error].append(score)
+    return {
+        "by_subset": {
+            key: {
+                "auroc": _auroc([s for s, _ in pairs], [y for _, y in pairs]),
+                "steps": len(pairs),
+                "wrong": sum(1 - y for _, y in pairs),
+            }
+            for key, pairs in by_subset.items()
+        },
+        "by_kind": {
+            kind: {"auroc": _auroc(right + wrong, [1] * len(right) + [0] * len(wrong)), "wrong": len(wrong)}
+            for kind, wrong in sorted(kinds.items())
+        },
+    }
