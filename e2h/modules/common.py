@@ -45,6 +45,50 @@ def stop_if_not_finite(value: torch.Tensor | None, what: str, step: int, advice:
         )
 
 
+def _any_rank(module: LightningModule, flag: bool) -> bool:
+    """Whether `flag` holds on any rank (so every rank stops together instead of the others waiting)."""
+    trainer = module._trainer
+    if trainer is None or trainer.world_size == 1:
+        return flag
+    total = trainer.strategy.reduce(torch.tensor(float(flag), device=module.device), reduce_op="sum")
+    return bool(total > 0)
+
+
+def _not_finite(tensors: list[torch.Tensor]) -> bool:
+    # one fused norm per dtype group and one host sync: a NaN or inf anywhere makes the total non-finite
+    tensors = [t for t in tensors if t.numel()]
+    if not tensors:
+        return False
+    norms = torch._foreach_norm(tensors)
+    return not bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum()))
+
+
+def stop_if_gradients_not_finite(module: LightningModule, what: str) -> None:
+    """Raise FloatingPointError before the optimizer step when a gradient holds NaN or inf: a finite loss can
+    still have non-finite gradients, and stepping on them would write non-finite weights. Mixed fp16 training
+    is skipped (its gradient scaler finds and skips such steps itself)."""
+    trainer = module._trainer
+    if trainer is not None and str(trainer.precision).startswith("16"):
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if _any_rank(module, _not_finite(grads)):
+        raise FloatingPointError(
+            f"{what}: a gradient is not finite at step {module.global_step} although the loss is; stopping before "
+            "the optimizer step (the last checkpoint is kept as it was). Lower the learning rate or clip gradients."
+        )
+
+
+def stop_if_weights_not_finite(module: LightningModule, what: str) -> None:
+    """Raise FloatingPointError when a weight holds NaN or inf. Modules call it before a checkpoint or an
+    export is written, so neither ever holds a broken model and the last good checkpoint survives (the
+    checkpoint callback only rotates old checkpoints after a new one is written)."""
+    if _any_rank(module, _not_finite([p.detach() for p in module.parameters()])):
+        raise FloatingPointError(
+            f"{what}: the weights are not finite after step {module.global_step} (the last optimizer step made them "
+            "so); nothing is saved and the last checkpoint is kept as it was. Lower the learning rate."
+        )
+
+
 def write_hf_folder(pl_module: LightningModule, attr: str, folder: str) -> None:
     """Write `pl_module.<attr>` (a Hugging Face model) and the module's tokenizer as a folder that
     `from_pretrained` loads.
@@ -53,6 +97,7 @@ def write_hf_folder(pl_module: LightningModule, attr: str, folder: str) -> None:
     folder is filled under a temporary name and renamed, so it is never left half-written.
     """
     model = getattr(pl_module, attr)
+    stop_if_weights_not_finite(pl_module, f"export to {folder}")
     state_dict = full_state_dict(pl_module, attr)  # FSDP: gathered here; None otherwise
     trainer = pl_module._trainer
     writer = trainer is None or trainer.is_global_zero

@@ -23,7 +23,15 @@ from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.generation.seeding import stable_seed
 from e2h.grading import extract_answer, is_equivalent
 from e2h.modules.backbone import build_causal_lm
-from e2h.modules.common import check_budget, forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import (
+    check_budget,
+    forward_batch,
+    optimizer_config,
+    stop_if_gradients_not_finite,
+    stop_if_not_finite,
+    stop_if_weights_not_finite,
+    write_hf_folder,
+)
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
 from e2h.training.strategies import gathered_parameters, generation_kwargs
@@ -130,6 +138,7 @@ class GeneratorModule(LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         stop_if_not_finite(getattr(self, "_last_loss", None), "SFT loss", self.global_step)
+        stop_if_gradients_not_finite(self, "SFT")
 
     def configure_optimizers(self):
         return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer)
@@ -202,6 +211,7 @@ class GeneratorModule(LightningModule):
     # --- export ------------------------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stop_if_weights_not_finite(self, "SFT checkpoint")
         # Lets `e2h export` rebuild the right module class from a bare checkpoint.
         checkpoint["e2h_module"] = f"{type(self).__module__}.{type(self).__qualname__}"
 

@@ -70,7 +70,14 @@ from e2h.generation.seeding import stable_seed
 from e2h.generation.static_cache import left_padded_positions
 from e2h.grading import extract_answer
 from e2h.modules.backbone import build_causal_lm, check_same_vocabulary
-from e2h.modules.common import check_budget, optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import (
+    check_budget,
+    optimizer_config,
+    stop_if_gradients_not_finite,
+    stop_if_not_finite,
+    stop_if_weights_not_finite,
+    write_hf_folder,
+)
 from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling, as_dict, as_group
 from e2h.modules.reward_head import build_reward_backbone
 from e2h.rl import maths as rl
@@ -444,6 +451,7 @@ class PPOModule(LightningModule):
         # non-finite loss never reaches the weights or a checkpoint.
         for name, value in self._checks.items():
             stop_if_not_finite(value, f"PPO: {name}", self.global_step)
+        stop_if_gradients_not_finite(self, "PPO")
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
         # The rollout's last training step: its optimisation time is known now.
@@ -594,6 +602,7 @@ class PPOModule(LightningModule):
     # --- checkpoints and export -----------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stop_if_weights_not_finite(self, "PPO checkpoint")
         # Lets `e2h export` rebuild the right module class from a bare checkpoint.
         checkpoint["e2h_module"] = f"{type(self).__module__}.{type(self).__qualname__}"
         checkpoint["ppo"] = {

@@ -29,7 +29,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from e2h.data.records import SUBSET_KEYS, subset_keys
 from e2h.eval.scoring import SUPERVISIONS, check_reading, default_reading, solution_score
-from e2h.modules.common import forward_batch, optimizer_config, stop_if_not_finite, write_hf_folder
+from e2h.modules.common import (
+    forward_batch,
+    optimizer_config,
+    stop_if_gradients_not_finite,
+    stop_if_not_finite,
+    stop_if_weights_not_finite,
+    write_hf_folder,
+)
 from e2h.modules.reward_head import build_reward_backbone
 from e2h.modules.reward_metrics import BinaryScoreMetrics
 from e2h.text.alignment import values_at
@@ -188,6 +195,7 @@ class RewardModelModule(LightningModule):
             getattr(self, "_last_loss", None), "reward-model loss", self.global_step,
             "Lower the learning rate or check the data.",
         )
+        stop_if_gradients_not_finite(self, "reward model")
 
     def configure_optimizers(self):
         return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer)
@@ -284,6 +292,7 @@ class RewardModelModule(LightningModule):
     # --- export ------------------------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stop_if_weights_not_finite(self, "reward-model checkpoint")
         # Lets `e2h export` rebuild the right module class from a bare checkpoint.
         checkpoint["e2h_module"] = f"{type(self).__module__}.{type(self).__qualname__}"
 

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2h.training.checkpoint_io import is_complete_checkpoint, newest_complete_checkpoint
+
 REPO = Path(__file__).resolve().parents[2]
 # What stages write where the report reads it: names shared by the plan and `e2h.study.report`.
 METRICS_FILE = "metrics.json"  # a validate / test stage's metrics (MetricsFile), in its workspace
@@ -234,9 +236,12 @@ def command(stage: Stage, plan: Plan) -> list[str]:
     if plan.smoke:
         args += SMOKE.get(stage.name if stage.name.startswith("sample") else args[0], [])
     if stage.checkpoints:
-        last = plan.out / stage.workspace / stage.checkpoints / "last.ckpt"
-        if last.exists():
-            args += ["--ckpt_path", str(last)]
+        # last.ckpt normally; a cut-off save falls back to the newest complete checkpoint beside it
+        folder = plan.out / stage.workspace / stage.checkpoints
+        last = folder / "last.ckpt"
+        resume = last if is_complete_checkpoint(last) else newest_complete_checkpoint(folder)
+        if resume is not None:
+            args += ["--ckpt_path", str(resume)]
     return [sys.executable, "-m", "e2h.cli", *args]
 
 

@@ -10,11 +10,16 @@ Each is derived when the trainer is known; a path given explicitly still wins.
 
 from __future__ import annotations
 
+import glob
 import os
+from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from e2h.training.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 
 LOGS, CHECKPOINTS, EXPORT = "tb", "checkpoints", "hf"
 
@@ -31,9 +36,52 @@ def run_path(trainer: Trainer, name: str) -> str:
 
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, saving to ``default_root_dir/checkpoints`` unless `dirpath` is given (the
-    stock callback would save beside the logger's versioned folder, where a resumed run would not look)."""
+    stock callback would save beside the logger's versioned folder, where a resumed run would not look).
+
+    Checkpoints are written atomically (`e2h.training.checkpoint_io.AtomicCheckpointIO`, where the strategy
+    saves through plain `torch.save`; FSDP and DeepSpeed write their own sharded folders), and temporary files a
+    killed save left behind are removed."""
+
+    def __init__(self, *args: Any, existing: Literal["refuse", "overwrite"] = "refuse", **kwargs: Any) -> None:
+        """`existing`: what a fit that does not resume (no ``--ckpt_path``) does when the checkpoint folder
+        already holds an earlier run's checkpoints: ``refuse`` (stop, saying how to resume or start over) or
+        ``overwrite`` (delete them first). Without this rule a second fit would write ``last-v1.ckpt`` beside the
+        first run's ``last.ckpt``, and a later resume would continue the wrong run. Other arguments are
+        ModelCheckpoint's."""
+        if existing not in ("refuse", "overwrite"):
+            raise ValueError(f"existing must be 'refuse' or 'overwrite', got {existing!r}")
+        super().__init__(*args, **kwargs)
+        self.existing = existing
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = run_path(trainer, CHECKPOINTS)
+        strategy = trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
+        if trainer.is_global_zero and os.path.isdir(self.dirpath):
+            remove_stale_temporaries(self.dirpath)
         super().setup(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # here, not in setup: the checkpoint a fit resumes from is known only once it has been restored
+        if trainer.ckpt_path is None:
+            self._start_fresh(trainer)
+        super().on_fit_start(trainer, pl_module)
+
+    def _start_fresh(self, trainer: Trainer) -> None:
+        earlier = sorted(glob.glob(os.path.join(self.dirpath, "*.ckpt")))
+        if not earlier:
+            return
+        if self.existing == "refuse":
+            last = os.path.join(self.dirpath, "last.ckpt")
+            raise FileExistsError(
+                f"{self.dirpath} already holds checkpoints of an earlier run ({', '.join(map(os.path.basename, earlier))}). "
+                f"Resume it with --ckpt_path {last if os.path.exists(last) else earlier[-1]}; or start over in another "
+                "folder with --trainer.default_root_dir DIR; or delete the folder; or set this callback's "
+                "`existing: overwrite` in the config."
+            )
+        if trainer.is_global_zero:
+            for path in earlier:
+                os.remove(path)
+        trainer.strategy.barrier("e2h.RunCheckpoint.overwrite")

@@ -228,3 +228,39 @@ def test_non_finite_loss_stops_before_the_optimizer_step(tmp_path, make_module, 
     after = module.model.state_dict()
     assert all(torch.equal(before[k], after[k]) or k == "model.norm.weight" for k in before)
     assert not list(tmp_path.rglob("*.ckpt"))  # no checkpoint of the broken state
+
+
+class BreaksOnThirdStep(torch.optim.SGD):
+    """SGD whose third step writes NaN into the weights (what a finite loss with an exploding update does)."""
+
+    def __init__(self, params):
+        super().__init__(params, lr=1e-3)
+        self.steps = 0
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self.steps += 1
+        if self.steps == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return loss
+
+
+def test_non_finite_weights_are_never_checkpointed_and_the_last_good_checkpoint_stays(tmp_path, make_module,
+                                                                                     problems_data):
+    module = make_module(optimizer=BreaksOnThirdStep)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True)  # keeps 1 + last
+    with pytest.raises(FloatingPointError, match=r"weights are not finite after step 3 .*; nothing is saved"):
+        fit(module, problems_data(), tmp_path, max_steps=6, callbacks=[saver])
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert [p.name for p in (tmp_path / "ckpt").glob("epoch=*")] == ["epoch=0-step=2.ckpt"]  # not rotated away
+
+
+def test_non_finite_gradients_stop_before_the_optimizer_step(tmp_path, make_module, problems_data):
+    module = make_module()
+    module.model.lm_head.weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="a gradient is not finite at step 0 although the loss is"):
+        fit(module, problems_data(), tmp_path, max_steps=3)
+    assert all(torch.equal(before[k], v) for k, v in module.model.state_dict().items())

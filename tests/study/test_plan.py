@@ -4,6 +4,7 @@ reward models and PPO, and a cut-off training stage resuming from its last check
 from pathlib import Path
 
 import pytest
+import torch
 
 from e2h.study.plan import PROFILES, Plan, command, math_plan, tiny_plan
 
@@ -45,9 +46,13 @@ def test_a_cut_off_training_stage_resumes_from_its_last_checkpoint(tmp_path):
     plan = tiny_plan(tmp_path)
     (sft,) = [s for s in plan.stages if s.name == "sft_easy"]
     assert "--ckpt_path" not in command(sft, plan)
-    last = tmp_path / "main" / sft.checkpoints / "last.ckpt"
-    last.parent.mkdir(parents=True)
-    last.write_bytes(b"")
+    folder = tmp_path / "main" / sft.checkpoints
+    folder.mkdir(parents=True)
+    last, older = folder / "last.ckpt", folder / "epoch=0-step=100.ckpt"
+    torch.save({"global_step": 100}, older)
+    last.write_bytes(b"")  # a save cut off: resume falls back to the newest complete checkpoint
+    assert command(sft, plan)[-2:] == ["--ckpt_path", str(older)]
+    torch.save({"global_step": 200}, last)
     assert command(sft, plan)[-2:] == ["--ckpt_path", str(last)]
 
 

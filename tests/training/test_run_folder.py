@@ -25,3 +25,40 @@ def test_default_root_dir_moves_logs_checkpoints_and_export(tmp_path, monkeypatc
     assert (moved / "checkpoints" / "last.ckpt").is_file()
     assert (moved / "hf" / "config.json").is_file()
     assert not (tmp_path / "runs").exists()
+
+
+def _fit(root: Path, *extra: str) -> None:
+    main([
+        "fit", "--config", str(REPO / "configs/tiny/sft.yaml"), "--trainer.default_root_dir", str(root),
+        "--trainer.max_steps", "2", "--trainer.num_sanity_val_steps", "0", "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false", "--model.init_args.model_config", SMALL,
+        "--data.init_args.train.synthetic_per_level", FEW, "--data.init_args.val.synthetic_per_level", FEW, *extra,
+    ])
+
+
+def test_a_second_fit_into_a_run_folder_is_refused_unless_it_resumes(tmp_path):
+    import pytest
+
+    root = tmp_path / "run"
+    _fit(root)
+    first = (root / "checkpoints" / "last.ckpt").read_bytes()
+    # a fresh second fit would have written last-v1.ckpt beside the first run's last.ckpt
+    with pytest.raises(FileExistsError, match=r"already holds checkpoints of an earlier run .*--ckpt_path .*last.ckpt"):
+        _fit(root)
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert (root / "checkpoints" / "last.ckpt").read_bytes() == first
+    # resuming is how a run continues
+    _fit(root, "--trainer.max_steps", "4", "--ckpt_path", str(root / "checkpoints" / "last.ckpt"))
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_existing_overwrite_starts_the_run_over(tmp_path):
+    from e2h.training.run_folder import RunCheckpoint
+
+    callback = RunCheckpoint(existing="overwrite", dirpath=str(tmp_path), save_last=True)
+    (tmp_path / "last.ckpt").write_bytes(b"old run")
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(accelerator="cpu", logger=False, callbacks=[callback])
+    callback._start_fresh(trainer)
+    assert not list(tmp_path.iterdir())
