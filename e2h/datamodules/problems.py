@@ -84,6 +84,8 @@ class ProblemsDataModule(TokenizingDataModule):
             batch_size: SFT rows per batch. eval_batch_size: problems per generation batch.
             tokenizer: ``char`` or a tokenizer path; default: the model's tokenizer.
         """
+        # The arguments, recorded beside what `e2h predict` writes (e2h.training.provenance).
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(tokenizer)
         self.train_source, self.val_source, self.test_source, self.predict_source = train, val, test, predict
         self.held_out = held_out

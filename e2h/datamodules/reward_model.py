@@ -135,6 +135,8 @@ class StepsDataModule(TokenizingDataModule):
             tokenizer: ``char`` or a tokenizer path; default: the model's tokenizer.
             seed: the training order's seed.
         """
+        # The arguments, recorded beside what `e2h predict` writes (e2h.training.provenance).
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(tokenizer)
         self.sources: dict[str, list[StepSource]] = {
             "train": list(train or []),

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -142,6 +143,11 @@ class GeneratorModule(LightningModule):
 
     def configure_optimizers(self):
         return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.trainer)
+
+    @property
+    def uniform_loss(self) -> float:
+        """The SFT loss of a model that has learned nothing: a uniform guess over the vocabulary."""
+        return math.log(len(self.tokenizer))
 
     # --- evaluation ------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ The loss is binary cross-entropy with logits, averaged over the labelled positio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -290,6 +291,9 @@ class RewardModelModule(LightningModule):
         ]
 
     # --- export ------------------------------------------------------------------------------------------
+
+    # The binary cross entropy of a model that has learned nothing (a constant 0.5).
+    uniform_loss = math.log(2)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stop_if_weights_not_finite(self, "reward-model checkpoint")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from e2h.data.files import atomic_write_jsonl, atomic_write_text, read_jsonl
+from e2h.training.provenance import differences, provenance
 from e2h.training.run_folder import EXPORT, run_path
 
 log = logging.getLogger(__name__)
@@ -62,15 +64,54 @@ class SampleWriter(BasePredictionWriter):
     what = "samples"  # in log lines
     unit_name = "problems"  # on the progress bar
 
-    def __init__(self, output: str = "runs/samples.jsonl") -> None:
+    def __init__(self, output: str = "runs/samples.jsonl", on_change: Literal["refuse", "restart"] = "refuse") -> None:
+        """`on_change`: what a run does when `output` exists but was produced by another model, other settings
+        or other data (`e2h.training.provenance`): ``refuse`` (stop, showing the differences) or ``restart``
+        (delete the old file and start it over)."""
         super().__init__(write_interval="batch")
+        if on_change not in ("refuse", "restart"):
+            raise ValueError(f"on_change must be 'refuse' or 'restart', got {on_change!r}")
         self.output = Path(output)
+        self.on_change = on_change
         self._tokens = 0
         self._units = 0
         self._start = 0.0
 
     def rank_file(self, rank: int) -> Path:
         return self.output.with_name(f"{self.output.stem}.rank{rank}{self.output.suffix}")
+
+    @property
+    def provenance_file(self) -> Path:
+        return self.output.with_name(self.output.name + ".provenance.json")
+
+    def _outputs(self) -> list[Path]:
+        ranks = sorted(self.output.parent.glob(f"{self.output.stem}.rank*{self.output.suffix}"))
+        return [p for p in [self.output, *ranks] if p.exists()]
+
+    def _check_provenance(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Continue an existing output only if the same model, settings and data produced it (see
+        `e2h.training.provenance`); record what produces it now."""
+        record = provenance(pl_module, trainer.datamodule)
+        existing = self._outputs()
+        if existing:
+            old = json.loads(self.provenance_file.read_text()) if self.provenance_file.exists() else None
+            changed = ["(no record of what produced it)"] if old is None else differences(old, record)
+            if changed and self.on_change == "refuse":
+                raise ValueError(
+                    f"{self.output} holds {self.what} from another run; continuing it would mix the two. What differs:\n  "
+                    + "\n  ".join(changed[:20])
+                    + f"\nWrite to another file (the callback's `output`), delete {self.output}, or set the callback's "
+                    "`on_change: restart` to start it over."
+                )
+            if changed:
+                log.warning("%s: produced by another run (%s); starting it over", self.output, "; ".join(changed[:5]))
+                if trainer.is_global_zero:
+                    for path in existing:
+                        path.unlink()
+                trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(json.dumps(record, indent=1) + "\n", self.provenance_file)
 
     def _all_rows(self) -> list[dict[str, Any]]:
         rows = _read_rows(self.output)
@@ -102,6 +143,7 @@ class SampleWriter(BasePredictionWriter):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "predict":
             return
+        self._check_provenance(trainer, pl_module)
         done = self.done_units(self._all_rows(), pl_module)
         if trainer.is_global_zero:
             # Keep only finished units in this rank's file, so a half-written one is redone cleanly.
@@ -159,8 +201,8 @@ class ScoreWriter(SampleWriter):
     what = "scores"
     unit_name = "lines"
 
-    def __init__(self, output: str = "runs/scored.jsonl") -> None:
-        super().__init__(output)
+    def __init__(self, output: str = "runs/scored.jsonl", on_change: Literal["refuse", "restart"] = "refuse") -> None:
+        super().__init__(output, on_change)
 
     def done_units(self, rows: Sequence[dict[str, Any]], pl_module: LightningModule) -> set:
         return {self.unit_of(r) for r in rows}
@@ -199,15 +241,57 @@ class TokensPerSecond(Callback):
         pl_module.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), prog_bar=True)
 
 
+def divergence(first: float, best: float, peak: float, last: float, uniform: float | None) -> str | None:
+    """Why a training-loss curve counts as diverged, or None. `uniform` is the loss of a model that has
+    learned nothing (ln of the vocabulary for next-token prediction, ln 2 for binary labels), if known.
+
+    Diverged: a non-finite last loss; a peak of more than 10x the first loss (the update blew the weights
+    up; the loss may come back down to the uniform level, which is not recovery); or a loss that was well below
+    the uniform level (best < 0.8 x uniform) and has gone back to it (last >= 0.95 x uniform)."""
+    if not math.isfinite(last):
+        return f"the last training loss is {last}"
+    if peak > 10 * first:
+        return f"the training loss rose to {peak:.4g}, more than 10x its first value {first:.4g}"
+    if uniform is not None and best < 0.8 * uniform and last >= 0.95 * uniform:
+        return (f"the training loss went from {best:.4g} back to {last:.4g}, the level of a model that has learned "
+                f"nothing ({uniform:.4g})")
+    return None
+
+
 class ExportHF(Callback):
     """Writes the trained model as a Hugging Face folder (`save_hf`) when fit ends: to `folder`, by default
-    ``hf`` in the run's folder (``default_root_dir``)."""
+    ``hf`` in the run's folder (``default_root_dir``).
+
+    A run whose training loss (``train/loss``) diverged (`divergence`) is not exported: an earlier good export
+    stays, and the fit fails with the reason, instead of ending normally with a broken model in ``hf/``."""
 
     def __init__(self, folder: str | None = None) -> None:
         self.folder = folder
+        self._losses: list[float] = []  # first, best, peak, last
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._losses = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is None:
+            return
+        value = float(loss)
+        if not self._losses:
+            self._losses = [value, value, value, value]
+        else:
+            first, best, peak, _ = self._losses
+            self._losses = [first, min(best, value), max(peak, value), value]
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         folder = self.folder or run_path(trainer, EXPORT)
+        reason = divergence(*self._losses, getattr(pl_module, "uniform_loss", None)) if self._losses else None
+        if reason is not None:
+            raise RuntimeError(
+                f"training diverged: {reason}. The model is not exported to {folder} (an earlier export there is "
+                "kept); the checkpoints are as they were written. Lower the learning rate and start again."
+            )
         # Every rank calls it: under FSDP / ZeRO-3 the weights are gathered first; rank 0 writes.
         pl_module.save_hf(folder)
         if trainer.is_global_zero:

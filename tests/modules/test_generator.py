@@ -1,6 +1,7 @@
 """The generator stage: configs, SFT loss on packed batches, resume, sampling JSONL, export, ICL, MetaMath."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,29 @@ def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_p
     assert len({(r["problem_id"], r["sample_index"]) for r in resumed}) == 18
     assert resumed[:6] == rows[:6]
     assert not rank_file.exists()
+
+
+def test_a_samples_file_from_other_settings_or_weights_is_not_continued(tmp_path, tiny_model_dir):
+    import shutil
+
+    out = tmp_path / "samples.jsonl"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    main(write_sampling_config(tmp_path, str(model), out, limit=3, num_samples=2))
+    first = out.read_text()
+    # another temperature: refused, with the difference named, and the file untouched
+    with pytest.raises(ValueError, match=r"holds samples from another run[\s\S]*model.temperature: 0.7 -> 1.0"):
+        main(write_sampling_config(tmp_path, str(model), out, limit=3, num_samples=2) + ["--model.init_args.temperature", "1.0"])
+    assert out.read_text() == first
+    # the model retrained in place (new weights, same path): refused too
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ValueError, match=r"model.model.fingerprint"):
+        main(write_sampling_config(tmp_path, str(model), out, limit=3, num_samples=2))
+    # on request, the file starts over
+    args = write_sampling_config(tmp_path, str(model), out, limit=3, num_samples=2)
+    main(args + ["--trainer.callbacks.init_args.on_change", "restart"])
+    assert len(read_lines(out)) == 6 and (tmp_path / "samples.jsonl.provenance.json").exists()
 
 
 # --- learning (the slowest test: a few minutes on 2 cores) -------------------------------------------------
