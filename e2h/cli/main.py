@@ -9,6 +9,7 @@ Hugging Face model folder.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -54,7 +55,31 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> LightningC
     )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message is emitted (not when the handler was made)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def show_e2h_logs() -> None:
+    """Print e2h's own INFO messages (counts of held-out problems removed, records excluded, samples already
+    complete...) on stderr, one line each; other libraries' logging is left as they set it."""
+    logger = logging.getLogger("e2h")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("e2h: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    show_e2h_logs()
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
         from e2h.cli.data import main as data_main

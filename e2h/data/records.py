@@ -69,26 +69,37 @@ SUBSET_KEYS = ("all", "easy", "hard", *(level_key(level) for level in ALL_LEVELS
 # --- normalising raw rows -------------------------------------------------------------------------------
 
 _LEVEL_RE = re.compile(r"^\s*(?:level\s*)?(\d+)\s*$", re.IGNORECASE)
+# How a record says its level is not known (MATH has a few "Level ?" problems).
+_UNKNOWN_LEVELS = {"", "?", "level ?", "unknown"}
 
 
-def parse_level(value: Any) -> int | None:
-    """Level as an int: accepts 3, "3" and "Level 3"; unknown levels ("Level ?", None, "") become None."""
-    if value is None or isinstance(value, bool):
+def parse_level(value: Any, where: str = "record") -> int | None:
+    """A record's level as an int in 1-5 (MATH's scale): accepts 3, 3.0, "3" and "Level 3". A level stated as
+    unknown (missing, null, "", "?" or "Level ?") is None: such records have no place on the easy/hard scale
+    and a level filter drops them (counting them). Anything else ("hard", 3.5, 7, -1) is a DataError naming
+    `where` (file and line), never a silent None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _UNKNOWN_LEVELS):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        m = _LEVEL_RE.match(value)
-        return int(m.group(1)) if m else None
-    return None
+    level = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        level = value
+    elif isinstance(value, float) and value.is_integer():
+        level = int(value)
+    elif isinstance(value, str) and (m := _LEVEL_RE.match(value)):
+        level = int(m.group(1))
+    if level is None or level not in ALL_LEVELS:
+        raise DataError(
+            f"{where}: level {value!r} is not a level; use an integer 1-5, \"Level N\", or null / \"Level ?\" "
+            "for an unknown level"
+        )
+    return level
 
 
-def normalize_record(row: Mapping[str, Any], where: str) -> Problem:
+def normalize_record(row: Mapping[str, Any], where: str, default_id: str | None = None) -> Problem:
     """One raw row (hub MATH schema or PRM800K split schema) as a Problem.
 
-    ``answer`` comes from the row, else from the solution's last ``\\boxed{}`` / ``# Answer``.
+    ``answer`` comes from the row, else from the solution's last ``\\boxed{}`` / ``# Answer``. Without a
+    ``unique_id`` or ``id``, the record's id is `default_id` (else `where`).
     """
     problem = row.get("problem")
     if not isinstance(problem, str) or not problem.strip():
@@ -105,12 +116,12 @@ def normalize_record(row: Mapping[str, Any], where: str) -> Problem:
                 f"{where}: no 'answer' field and no final answer (\\boxed{{}} or '# Answer') in 'solution'"
             )
     subject = row.get("subject") or row.get("type") or ""
-    unique_id = row.get("unique_id") or row.get("id") or where
+    unique_id = row.get("unique_id") or row.get("id") or default_id or where
     return Problem(
         problem=problem,
         solution=solution,
         answer=str(answer),
-        level=parse_level(row.get("level")),
+        level=parse_level(row.get("level"), where),
         subject=str(subject),
         unique_id=str(unique_id),
     )
@@ -165,7 +176,9 @@ def load_rows(source: str, split: str = "train", name: str | None = None) -> Ite
 def load_problems(source: str, split: str = "train", name: str | None = None) -> list[Problem]:
     """Load and normalise problem records from a local .jsonl/.json/.parquet file or a hub dataset id."""
     rows = load_rows(source, split=split, name=name)
-    return [normalize_record(row, f"{source}: record {i}") for i, row in enumerate(rows)]
+    # Messages count records from 1, like line numbers; the ids of records without one keep their 0-based
+    # index (ids already written to samples files must not change).
+    return [normalize_record(row, f"{source}: record {i + 1}", f"{source}: record {i}") for i, row in enumerate(rows)]
 
 
 # --- selecting --------------------------------------------------------------------------------------------
@@ -202,7 +215,7 @@ def filter_levels(
     kept = [x for x in items if level_of(x) in wanted]
     unknown = sum(level_of(x) is None for x in items)
     if unknown:
-        log.info("%slevel filter %s: excluded %d %s(s) of unknown level", prefix, sorted(wanted), unknown, noun)
+        log.warning("%slevel filter %s: excluded %d %s(s) of unknown level", prefix, sorted(wanted), unknown, noun)
     if not kept:
         present = count_levels(level_of(x) for x in items)
         raise DataError(

@@ -20,6 +20,7 @@ from typing import Any
 from e2h.data.errors import DataError
 from e2h.data.files import atomic_write_jsonl, read_jsonl
 from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
+from e2h.data.records import parse_level
 
 
 def split_steps(solution: str) -> list[str]:
@@ -99,6 +100,8 @@ class StepSolution:
 
     def __post_init__(self) -> None:
         where = f"step-labelled record {self.unique_id or '<no unique_id>'}"
+        if not isinstance(self.problem, str):
+            raise DataError(f"{where}: 'problem' must be the problem's text, got {self.problem!r}")
         if not isinstance(self.steps, (list, tuple)) or not all(isinstance(s, str) for s in self.steps):
             raise DataError(f"{where}: 'steps' must be a list of strings")
         if not isinstance(self.labels, (list, tuple)):
@@ -134,7 +137,7 @@ class StepSolution:
                 labels=d["labels"],
                 outcome=d.get("outcome"),
                 answer=d.get("answer"),
-                level=d.get("level"),
+                level=parse_level(d.get("level"), where),
                 unique_id=str(d.get("unique_id") or ""),
                 source=str(d.get("source") or ""),
             )

@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 
 import pytest
 
@@ -73,6 +74,28 @@ def test_parse_level(value, level):
     assert parse_level(value) == level
 
 
+@pytest.mark.parametrize("value", [7, -1, 0, 3.5, "hard", "Level 9", True])
+def test_a_level_that_is_not_one_is_an_error_naming_where(value):
+    with pytest.raises(DataError, match=rf"f\.jsonl:4: level {re.escape(repr(value))} is not a level"):
+        parse_level(value, "f.jsonl:4")
+
+
+def test_a_file_with_a_bad_level_names_the_record(tmp_path):
+    path = tmp_path / "levels.jsonl"
+    path.write_text("\n".join(json.dumps({**SPLIT_ROW, "level": lv}) for lv in ("Level 2", "hard")) + "\n")
+    with pytest.raises(DataError, match=r"levels\.jsonl: record 2: level 'hard' is not a level"):
+        load_problems(str(path))
+
+
+def test_unknown_levels_are_counted_when_a_filter_drops_them(caplog):
+    from e2h.data.records import Problem, filter_levels
+
+    problems = [Problem("p", "s", "1", level, "", str(i)) for i, level in enumerate([1, None, 2, None])]
+    with caplog.at_level(logging.WARNING, logger="e2h"):
+        assert [p.level for p in filter_levels(problems, [1, 2])] == [1, 2]
+    assert "excluded 2 problem(s) of unknown level" in caplog.text
+
+
 def test_malformed_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(SPLIT_ROW) + "\n" + '{"problem": "x", "solution": \n')
@@ -82,13 +105,13 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
 
 def test_missing_field_names_field_and_record(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "nofield.jsonl", [SPLIT_ROW, {"solution": "no problem text", "answer": "1"}])
-    with pytest.raises(DataError, match=r"nofield\.jsonl: record 1: missing required field 'problem'"):
+    with pytest.raises(DataError, match=r"nofield\.jsonl: record 2: missing required field 'problem'"):
         load_problems(str(path))
 
 
 def test_missing_answer_and_no_boxed_is_an_error(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "noanswer.jsonl", [{"problem": "p", "solution": "no final answer here"}])
-    with pytest.raises(DataError, match="record 0: no 'answer' field"):
+    with pytest.raises(DataError, match="record 1: no 'answer' field"):
         load_problems(str(path))
 
 

@@ -54,3 +54,20 @@ def test_completion_steps_drop_blank_chunks_and_keep_the_answer_with_the_last_st
     assert completion_steps("") == []
     assert completion_steps("   ") == []
     assert completion_steps("only") == ["only"]
+
+
+def test_step_files_read_levels_in_the_documented_forms_and_refuse_others(tmp_path):
+    row = {"problem": "1+2", "steps": ["1+2=3"], "labels": [1], "outcome": 1}
+    path = tmp_path / "steps.jsonl"
+    path.write_text("\n".join(json.dumps({**row, "level": lv}) for lv in ("Level 2", 3, None, "Level ?")) + "\n")
+    assert [s.level for s in read_step_solutions(path)] == [2, 3, None, None]  # "Level 2" is level 2, not dropped
+    path.write_text(json.dumps({**row, "level": 7}) + "\n")
+    with pytest.raises(DataError, match=r"steps\.jsonl:1: .*level 7 is not a level"):
+        list(read_step_solutions(path))
+
+
+def test_a_step_record_without_problem_text_is_refused(tmp_path):
+    path = tmp_path / "steps.jsonl"
+    path.write_text(json.dumps({"problem": None, "steps": ["a"], "labels": [1]}) + "\n")
+    with pytest.raises(DataError, match=r"steps\.jsonl:1: .*'problem' must be the problem's text, got None"):
+        list(read_step_solutions(path))  # it would have trained on the text "None"
