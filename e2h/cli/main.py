@@ -17,12 +17,18 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from e2h.data.errors import UserError
+from e2h.data.files import require_local_path
 from e2h.training.run_folder import run_logger
 
 DESCRIPTION = (
     "e2h: easy-to-hard generalization trainer. Subcommands fit, validate, test and predict run Lightning "
     "stages from YAML configs (--config configs/tiny/sft.yaml). Data tools: `e2h data --help`; checkpoint export: `e2h export --help`."
 )
+
+
+# Module arguments that name a Hugging Face folder (or hub id) to load.
+MODEL_PATH_ARGS = ("model", "tokenizer", "policy", "reward_model", "value_model")
 
 
 class E2HCLI(LightningCLI):
@@ -33,6 +39,16 @@ class E2HCLI(LightningCLI):
         if trainer.get("logger") in (None, True):
             kwargs.setdefault("logger", run_logger(trainer.get("default_root_dir")))
         return super().instantiate_trainer(**kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        # A model folder that does not exist is named here, in one line: found while the module is built,
+        # jsonargparse would bury it in a dump of every class the model could have been.
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        init_args = config.get("model", {}).get("init_args") or {}
+        for key in MODEL_PATH_ARGS:
+            value = init_args.get(key)
+            if isinstance(value, str) and value != "char":
+                require_local_path(value, f"model.init_args.{key}")
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would replace the configured model arguments by those saved in --ckpt_path,
@@ -79,7 +95,16 @@ def show_e2h_logs() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `e2h` command; a `UserError` (bad input, a refused run) is one ``error:`` line and exit status 2."""
     show_e2h_logs()
+    try:
+        return _dispatch(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
         from e2h.cli.data import main as data_main

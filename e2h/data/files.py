@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -89,3 +90,29 @@ def atomic_write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
     lines = [json.dumps(r, ensure_ascii=False) for r in rows]
     atomic_write_text("".join(line + "\n" for line in lines), path)
     return len(lines)
+
+
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z]{2,8}$")
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether a model or data value is meant as a local path rather than a hub id (``org/name``): it starts
+    with ``/``, ``.`` or ``~``, has more than one ``/``, or ends with a file extension (``train.jsnl``)."""
+    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or bool(_FILE_SUFFIX.search(value))
+
+
+def require_local_path(value: str, what: str) -> None:
+    """A `DataError` naming `value` at once when it looks like a local path that does not exist (instead of
+    the hub lookup, retries and "Repo id must be in the form..." that would follow). A run's Hugging Face
+    export (``.../hf``) is written by the fit whose ``default_root_dir`` is its parent: the message says so."""
+    if not looks_like_path(value) or Path(value).expanduser().exists():
+        return
+    hint = ""
+    path = Path(value)
+    if path.name == "hf":
+        hint = (f"; it is the Hugging Face export that a fit writes at its end into its run folder {path.parent} "
+                "(trainer.default_root_dir): run that stage first")
+        config = Path("configs") / path.parent.parent.name / f"{path.parent.name}.yaml"
+        if path.parent.parent.parent.name == "runs" and config.exists():
+            hint += f" (e2h fit --config {config})"
+    raise DataError(f"{what} {value}: no such file or folder{hint}")

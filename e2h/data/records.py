@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from e2h.data.errors import DataError
+from e2h.data.files import require_local_path
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +158,23 @@ def _locate_json_error(path: str) -> None:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
+def _is_blank(path: str) -> bool:
+    with open(path, "rb") as f:
+        return not any(line.strip() for line in f)
+
+
 def load_rows(source: str, split: str = "train", name: str | None = None) -> Iterable[Mapping[str, Any]]:
     """Rows of a local file or a Hugging Face dataset, loaded through `datasets`."""
     import datasets
 
     builder = _local_builder(source)
     if builder is None:
-        # Not a local file: a hub dataset id (or a dataset folder `datasets` understands).
+        # Not a local file: a hub dataset id (or a dataset folder `datasets` understands). A value that looks
+        # like a path is not looked up on the hub (36 s of retries for a typo'd `train.jsnl`).
+        require_local_path(source, "data source")
         return datasets.load_dataset(source, name, split=split)
+    if builder == "json" and _is_blank(source):
+        raise DataError(f"{source}: the file holds no records (it is empty or blank)")
     try:
         return datasets.load_dataset(builder, data_files={split: source}, split=split)
     except Exception as e:  # datasets wraps parse errors in its own types; find the line ourselves

@@ -157,7 +157,8 @@ class ProblemsDataModule(TokenizingDataModule):
         totals = count_levels(p.level for p in records)
         for p in records:
             prompt, response = self.fmt.prompt(p.problem), self.fmt.response(p)
-            enc = encode_sft(self.tokenizer, prompt, response, max_length=self.max_length)
+            enc = encode_sft(self.tokenizer, prompt, response, max_length=self.max_length,
+                             where=f"{split} problem {p.unique_id} (level {p.level})")
             if enc["truncated"]:
                 full = len(encode_sft(self.tokenizer, prompt, response)["input_ids"])
                 cut.setdefault(p.level, []).append(full)

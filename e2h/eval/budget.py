@@ -15,11 +15,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
+from e2h.data.errors import UserError
+
 
 BUDGET_CHECKS = ("error", "warn", "off")
 
 
-class BudgetTooShort(ValueError):
+class BudgetTooShort(UserError, ValueError):
     """max_new_tokens is below the median reference solution of at least one level."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from e2h.data.files import require_local_path
 from e2h.text.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def build_causal_lm(
     """
     kwargs = load_kwargs(model, model_config, dtype, attn_implementation)
     if model is not None:
+        require_local_path(model, "model")
         lm = AutoModelForCausalLM.from_pretrained(model, **kwargs)
     else:
         lm = AutoModelForCausalLM.from_config(from_scratch_config(model_config, tokenizer), **kwargs)

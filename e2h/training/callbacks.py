@@ -14,11 +14,20 @@ from typing import Any, Literal
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from e2h.data.errors import UserError
 from e2h.data.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 from e2h.training.provenance import differences, provenance
 from e2h.training.run_folder import EXPORT, run_path
 
 log = logging.getLogger(__name__)
+
+
+class OutputMismatchError(UserError, ValueError):
+    """An existing output file was produced by another model, other settings or other data."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The training loss diverged; the model was not exported."""
 
 
 def complete_problems(rows: Sequence[dict[str, Any]], num_samples: int) -> set[str]:
@@ -97,7 +106,7 @@ class SampleWriter(BasePredictionWriter):
             old = json.loads(self.provenance_file.read_text()) if self.provenance_file.exists() else None
             changed = ["(no record of what produced it)"] if old is None else differences(old, record)
             if changed and self.on_change == "refuse":
-                raise ValueError(
+                raise OutputMismatchError(
                     f"{self.output} holds {self.what} from another run; continuing it would mix the two. What differs:\n  "
                     + "\n  ".join(changed[:20])
                     + f"\nWrite to another file (the callback's `output`), delete {self.output}, or set the callback's "
@@ -288,7 +297,7 @@ class ExportHF(Callback):
         folder = self.folder or run_path(trainer, EXPORT)
         reason = divergence(*self._losses, getattr(pl_module, "uniform_loss", None)) if self._losses else None
         if reason is not None:
-            raise RuntimeError(
+            raise TrainingDiverged(
                 f"training diverged: {reason}. The model is not exported to {folder} (an earlier export there is "
                 "kept); the checkpoints are as they were written. Lower the learning rate and start again."
             )

@@ -21,10 +21,12 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
+from e2h.data.errors import UserError
+
 TMP_PREFIX = ".tmp-"
 
 
-class IncompleteCheckpointError(RuntimeError):
+class IncompleteCheckpointError(UserError, RuntimeError):
     """A checkpoint file that is empty or truncated (e.g. a save killed under another writer)."""
 
 

@@ -19,9 +19,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from e2h.data.errors import UserError
 from e2h.training.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 
 LOGS, CHECKPOINTS, EXPORT = "tb", "checkpoints", "hf"
+
+
+class RunExistsError(UserError, FileExistsError):
+    """A fresh fit into a run folder that holds an earlier run's checkpoints."""
 
 
 def run_logger(root: str | None) -> TensorBoardLogger:
@@ -75,7 +80,7 @@ class RunCheckpoint(ModelCheckpoint):
             return
         if self.existing == "refuse":
             last = os.path.join(self.dirpath, "last.ckpt")
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{self.dirpath} already holds checkpoints of an earlier run ({', '.join(map(os.path.basename, earlier))}). "
                 f"Resume it with --ckpt_path {last if os.path.exists(last) else earlier[-1]}; or start over in another "
                 "folder with --trainer.default_root_dir DIR; or delete the folder; or set this callback's "

@@ -152,3 +152,23 @@ def test_held_out_exclusion_by_id_and_by_text():
 
 def test_difficulty_groups():
     assert [difficulty_group(lvl) for lvl in (1, 3, 4, 5, None)] == ["easy", "easy", "hard", "hard", "unknown"]
+
+
+def test_a_missing_local_file_is_named_at_once_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(DataError, match=r"data source .*train\.jsnl: no such file or folder"):
+        load_problems(str(tmp_path / "train.jsnl"))  # a typo'd extension
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_an_empty_file_says_so(tmp_path, text):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"empty\.jsonl: the file holds no records"):
+        load_problems(str(path))
+
+
+def test_paths_and_hub_ids_are_told_apart():
+    from e2h.data.files import looks_like_path
+
+    assert all(map(looks_like_path, ["runs/tiny/sft/hf", "./model", "/abs/x", "train.jsnl", "data.parquet"]))
+    assert not any(map(looks_like_path, ["gpt2", "Qwen/Qwen2.5-0.5B", "meta-llama/Llama-3.2-1B", "hendrycks/math"]))

@@ -28,3 +28,11 @@ def test_sft_examples_cut_by_max_length_are_warned_about_by_level(problems_data)
         dm.setup("fit")
     assert not any("level 1:" in str(w.message) for w in record)  # level 1 fits
     assert dm.reference_lengths("val")[5] == [94] * 10  # the level-5 solution with its EOS, what a budget must fit
+
+
+def test_a_prompt_too_long_for_max_length_names_the_problem(problems_data):
+    from e2h.text.encoding import PromptTooLongError
+
+    dm = problems_data(max_length=20)  # every prompt is longer (26 characters of headings alone)
+    with pytest.raises(PromptTooLongError, match=r"train problem synthetic/L1/train/0 \(level 1\)"):
+        dm.setup("fit")

@@ -2,6 +2,7 @@
 checkpoints and Hugging Face export with it."""
 
 import json
+import re
 from pathlib import Path
 
 from e2h.cli.main import main
@@ -27,8 +28,8 @@ def test_default_root_dir_moves_logs_checkpoints_and_export(tmp_path, monkeypatc
     assert not (tmp_path / "runs").exists()
 
 
-def _fit(root: Path, *extra: str) -> None:
-    main([
+def _fit(root: Path, *extra: str) -> int:
+    return main([
         "fit", "--config", str(REPO / "configs/tiny/sft.yaml"), "--trainer.default_root_dir", str(root),
         "--trainer.max_steps", "2", "--trainer.num_sanity_val_steps", "0", "--trainer.limit_val_batches", "0",
         "--trainer.enable_progress_bar", "false", "--model.init_args.model_config", SMALL,
@@ -36,15 +37,14 @@ def _fit(root: Path, *extra: str) -> None:
     ])
 
 
-def test_a_second_fit_into_a_run_folder_is_refused_unless_it_resumes(tmp_path):
-    import pytest
-
+def test_a_second_fit_into_a_run_folder_is_refused_unless_it_resumes(tmp_path, capsys):
     root = tmp_path / "run"
-    _fit(root)
+    assert _fit(root) == 0
     first = (root / "checkpoints" / "last.ckpt").read_bytes()
     # a fresh second fit would have written last-v1.ckpt beside the first run's last.ckpt
-    with pytest.raises(FileExistsError, match=r"already holds checkpoints of an earlier run .*--ckpt_path .*last.ckpt"):
-        _fit(root)
+    assert _fit(root) == 2
+    assert re.search(r"^error: .* already holds checkpoints of an earlier run .*--ckpt_path .*last.ckpt",
+                     capsys.readouterr().err, re.M)
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]
     assert (root / "checkpoints" / "last.ckpt").read_bytes() == first
     # resuming is how a run continues
