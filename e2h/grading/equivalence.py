@@ -30,14 +30,24 @@ def _fold_words(s: str) -> str:
     return re.sub(r"\s+", "", s).casefold()
 
 
+def has_stray_math_delimiters(s: str) -> bool:
+    r"""Whether ``s`` holds a ``$`` that does not pair up around some content (``$5$`` and ``$$5$$`` pair up;
+    ``$$$$5``, ``5$`` and ``"$" * 999 + "5"`` do not; an escaped ``\$`` is text). Such an answer is malformed
+    and never equivalent: normalisation would strip the dollars and let any junk around a right number pass."""
+    rest = re.sub(r"\\\$", "", s)
+    rest = re.sub(r"\$\$[^$]+\$\$|\$[^$]+\$", "", rest)
+    return "$" in rest
+
+
 def is_equivalent(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOUT_S) -> bool:
     """Whether the predicted final answer equals the reference answer ``gold``.
 
     ``None`` or blank ``pred`` (no answer) is never equivalent, nor is a blank ``gold``. Exact and
     :func:`normalize_answer` matches return at once; otherwise math-verify decides (``verify(gold, pred)``
     on both the raw and the normalised forms, each wrapped in ``$...$`` so a bare ``\\dfrac{9}{7}``
-    parses) in a helper process, within ``timeout`` seconds; a timeout counts as not equivalent.
-    Inputs refused by :func:`refusal_reason` never reach math-verify.
+    parses) in a helper process, within ``timeout`` CPU seconds (load on the machine does not change a
+    verdict); running out counts as not equivalent. Inputs refused by :func:`refusal_reason` never reach
+    math-verify; a prediction with stray ``$`` (`has_stray_math_delimiters`) is malformed, never equivalent.
     """
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -48,6 +58,8 @@ def is_equivalent(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOU
         return False
     if pred_s == gold_s:
         return True
+    if has_stray_math_delimiters(pred_s):
+        return False
     if len(pred_s) > MAX_ANSWER_CHARS or len(gold_s) > MAX_ANSWER_CHARS:
         return False  # not equal as strings, and too long to normalise or parse safely
     norm_pred, norm_gold = normalize_answer(pred_s), normalize_answer(gold_s)

@@ -24,8 +24,14 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: Default seconds one math-verify comparison may take before it counts as "not equivalent".
+#: Default CPU seconds one math-verify comparison may use before it counts as "not equivalent" (undecided).
+#: CPU time, not wall-clock time: the same pair gets the same verdict on an idle and on a loaded machine
+#: (the helper's RLIMIT_CPU ends it; the wall-clock limit below only catches a helper that hangs).
 VERIFY_TIMEOUT_S: float = 5.0
+#: A request's wall-clock limit is this many times its CPU budget, and at least WALL_FLOOR_S: a helper
+#: descheduled on a busy machine is waited for; only one that stopped working is given up on.
+WALL_FACTOR: float = 20.0
+WALL_FLOOR_S: float = 120.0
 #: Seconds a helper process may take to import math-verify and report ready.
 WORKER_START_TIMEOUT_S: float = 60.0
 #: Most helper processes one process keeps (threads beyond this queue for a free one).
@@ -110,7 +116,7 @@ class _Worker:
         assert self.proc.stdin is not None
         self._next_id += 1
         request = {"id": self._next_id, "golds": list(golds), "preds": list(preds), "budget_s": timeout}
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wall_limit(timeout)
         try:
             # Requests are capped by MAX_ANSWER_CHARS, far below a pipe buffer, and the helper has read
             # all earlier requests (it answered them), so this write cannot block.
@@ -142,6 +148,11 @@ class _Worker:
                     pipe.close()
                 except OSError:
                     pass
+
+
+def wall_limit(cpu_budget: float) -> float:
+    """Wall-clock seconds a request with `cpu_budget` CPU seconds is waited for (see WALL_FACTOR)."""
+    return max(WALL_FLOOR_S, WALL_FACTOR * cpu_budget)
 
 
 class _WorkerPool:
@@ -251,8 +262,8 @@ def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: flo
         pool.release(worker, healthy)
     if verdict is None:
         logger.warning(
-            "math-verify gave no answer within %.3g s (gold %.60r, prediction %.60r); counted as not "
-            "equivalent, helper stopped (a fresh one starts on the next call)", timeout, golds[0], preds[0],
+            "math-verify gave no answer within %.3g CPU seconds (gold %.60r, prediction %.60r); counted as not "
+            "equivalent (undecided), helper stopped (a fresh one starts on the next call)", timeout, golds[0], preds[0],
         )
         return False
     return verdict

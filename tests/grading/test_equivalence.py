@@ -111,3 +111,35 @@ def test_math500_gold_solutions_grade_as_correct(shared_file) -> None:
     assert wrong == []
     normal_forms = [normalize_answer(row["answer"]) for row in rows]
     assert [n for n in normal_forms if normalize_answer(n) != n] == []  # normal forms are fixed points
+
+
+def test_stray_math_delimiters_make_an_answer_malformed():
+    from e2h.grading.equivalence import has_stray_math_delimiters
+
+    assert is_equivalent("$5$", "5") and is_equivalent("$$5$$", "5")
+    assert not is_equivalent("$" * 999 + "5", "5") and not is_equivalent("5$", "5")
+    assert has_stray_math_delimiters("$$$$5") and not has_stray_math_delimiters(r"\$5") and not has_stray_math_delimiters("$x$, $y$")
+
+
+def test_a_verdict_does_not_depend_on_the_machines_load():
+    """A helper descheduled for longer than the CPU budget (what a loaded machine does to it) still answers:
+    the budget is CPU time, so the same pair gets the same verdict on an idle and on a busy machine."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from e2h.grading import workers
+
+    assert is_equivalent(r"\frac{1}{2}", "0.5", timeout=1.0)  # starts a helper, warm
+    (helper,) = workers._pool_for_this_process()._idle[-1:]
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("v", is_equivalent(r"\frac{2}{4}", "0.5", timeout=1.0)))
+    os.kill(helper.proc.pid, signal.SIGSTOP)
+    try:
+        thread.start()
+        time.sleep(2.0)  # twice the budget in wall-clock time, no CPU used
+    finally:
+        os.kill(helper.proc.pid, signal.SIGCONT)
+    thread.join(30)
+    assert result == {"v": True}
