@@ -66,7 +66,8 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> LightningC
         subclass_mode_data=True,
         args=list(args) if args is not None else None,
         run=run,
-        parser_kwargs={"description": DESCRIPTION},
+        # allow_abbrev off: argparse would take --trainer.max_step as a prefix of --trainer.max_steps
+        parser_kwargs={"description": DESCRIPTION, "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
     )
 

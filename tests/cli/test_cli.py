@@ -2,10 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from e2h.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_e2h(*args):
@@ -56,3 +59,11 @@ def test_cli_help_lists_the_stages(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(stage in out for stage in ("fit", "validate", "test", "predict"))
+
+
+def test_a_misspelt_option_is_not_taken_as_a_prefix_of_another(capsys):
+    # argparse would read --trainer.max_step as --trainer.max_steps and run 3 steps without a word
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "configs/tiny/sft.yaml"), "--trainer.max_step", "3", "--print_config"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --trainer.max_step 3" in capsys.readouterr().err
