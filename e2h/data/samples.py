@@ -1,9 +1,9 @@
 """Samples JSONL (written by `e2h predict`): reading with checks, and a graded sample as a step-labelled
 solution (what a reward model trains on).
 
-One line per sample: problem_id, level, sample_index, prompt, completion, answer, gold, correct, solved (right
-answer from steps the exact checker accepts; synthetic problems only, else null), num_tokens, clipped (cut by
-max_new_tokens).
+One line per sample: problem_id, level, sample_index, prompt, completion, answer, gold, correct, undecided
+(grading ran out of its CPU budget), solved (right answer from steps the exact checker accepts; synthetic
+problems only, else null), num_tokens, clipped (cut by max_new_tokens).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ class Accuracy:
     any_solved: int = 0  # problems with a sample the exact checker accepts
     checked: int = 0  # problems with an exact checker (synthetic)
     clipped: int = 0  # samples cut by max_new_tokens
+    undecided: int = 0  # samples whose grading ran out of math-verify's CPU budget (graded wrong)
     n: int = 0  # samples per problem (the smallest, if they differ)
 
     @property
@@ -47,6 +48,7 @@ class Accuracy:
         figures["pass_chance"] = None if self.chance is None else chance_of_any(self.chance, self.n)
         figures["solved_pass"] = self.any_solved / p if self.checked == self.problems and self.problems else None
         figures["clip_rate"] = self.clipped / max(self.samples, 1)
+        figures["undecided"] = self.undecided
         return figures
 
     def row(self, name: str) -> str:
@@ -83,6 +85,7 @@ def summarize(by_problem: dict[str, list[dict[str, Any]]]) -> dict[str, Accuracy
             acc.majority_correct += voted is not None and is_equivalent(voted, gold)
             acc.any_correct += any(correct)
             acc.clipped += sum(bool(r.get("clipped")) for r in rows)
+            acc.undecided += sum(bool(r.get("undecided")) for r in rows)
             if checked:
                 acc.checked += 1
                 acc.any_solved += any(bool(r.get("solved")) for r in rows)
@@ -99,4 +102,7 @@ def format_summary(table: dict[str, Accuracy]) -> str:
         "\n\nFigures are ± one standard error over problems. solved pass@N counts only samples whose every step "
         "the exact checker accepts (synthetic problems). clip rate: samples cut by max_new_tokens. " + NOISE_NOTE
     )
+    undecided = table["all"].undecided if "all" in table else 0
+    if undecided:
+        note += f" Grading undecided (math-verify's CPU budget ran out; counted wrong): {undecided} samples."
     return "\n".join([header] + [table[k].row(k) for k in keys]) + note

@@ -34,10 +34,10 @@ Modules: `extraction` (the final answer in a solution), `normalization` (the fas
 `equivalence` (`is_equivalent`, which uses all of them). Pure Python: no torch, no Lightning.
 """
 
-from e2h.grading.equivalence import is_equivalent
+from e2h.grading.equivalence import equivalence_verdict, is_equivalent
 from e2h.grading.extraction import extract_answer
 from e2h.grading.normalization import normalize_answer
 from e2h.grading.screening import refusal_reason
 from e2h.grading.workers import VERIFY_TIMEOUT_S
 
-__all__ = ["VERIFY_TIMEOUT_S", "extract_answer", "is_equivalent", "normalize_answer", "refusal_reason"]
+__all__ = ["VERIFY_TIMEOUT_S", "equivalence_verdict", "extract_answer", "is_equivalent", "normalize_answer", "refusal_reason"]

@@ -40,13 +40,20 @@ def has_stray_math_delimiters(s: str) -> bool:
 
 
 def is_equivalent(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOUT_S) -> bool:
-    """Whether the predicted final answer equals the reference answer ``gold``.
+    """Whether the predicted final answer equals the reference answer ``gold`` (`equivalence_verdict`, with an
+    undecided verdict counted as not equivalent)."""
+    return equivalence_verdict(pred, gold, timeout=timeout) is True
+
+
+def equivalence_verdict(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOUT_S) -> bool | None:
+    """Whether the predicted final answer equals the reference answer ``gold``: True, False, or None when
+    math-verify could not decide within its CPU budget (callers count those apart).
 
     ``None`` or blank ``pred`` (no answer) is never equivalent, nor is a blank ``gold``. Exact and
     :func:`normalize_answer` matches return at once; otherwise math-verify decides (``verify(gold, pred)``
     on both the raw and the normalised forms, each wrapped in ``$...$`` so a bare ``\\dfrac{9}{7}``
     parses) in a helper process, within ``timeout`` CPU seconds (load on the machine does not change a
-    verdict); running out counts as not equivalent. Inputs refused by :func:`refusal_reason` never reach
+    verdict); running out is undecided (None). Inputs refused by :func:`refusal_reason` never reach
     math-verify; a prediction with stray ``$`` (`has_stray_math_delimiters`) is malformed, never equivalent.
     """
     if not (timeout > 0 and math.isfinite(timeout)):

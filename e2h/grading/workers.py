@@ -249,8 +249,9 @@ def _shutdown() -> None:
         _pool.close()
 
 
-def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool:
-    """math-verify on (golds[i], preds[i]) pairs in a helper, True if any pair verifies; False on timeout."""
+def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool | None:
+    """math-verify on (golds[i], preds[i]) pairs in a helper, True if any pair verifies; None (undecided) when
+    the helper ran out of its CPU budget or died."""
     pool = _pool_for_this_process()
     worker = pool.acquire(WORKER_START_TIMEOUT_S)
     healthy = False
@@ -265,5 +266,4 @@ def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: flo
             "math-verify gave no answer within %.3g CPU seconds (gold %.60r, prediction %.60r); counted as not "
             "equivalent (undecided), helper stopped (a fresh one starts on the next call)", timeout, golds[0], preds[0],
         )
-        return False
     return verdict

@@ -22,7 +22,7 @@ from e2h.eval.budget import BUDGET_CHECKS
 from e2h.eval.greedy import GreedyAccuracy, solved_exactly
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.generation.seeding import stable_seed
-from e2h.grading import extract_answer, is_equivalent
+from e2h.grading import equivalence_verdict, extract_answer
 from e2h.modules.backbone import build_causal_lm
 from e2h.modules.common import (
     check_budget,
@@ -195,7 +195,8 @@ class GeneratorModule(LightningModule):
         for p, samples in zip(batch, completions):
             for i, c in enumerate(samples):
                 answer = extract_answer(c.text)
-                correct = None if p["answer"] is None else bool(is_equivalent(answer, p["answer"]))
+                verdict = None if p["answer"] is None else equivalence_verdict(answer, p["answer"])
+                correct = None if p["answer"] is None else verdict is True
                 rows.append(
                     {
                         "problem_id": p["unique_id"],
@@ -210,6 +211,8 @@ class GeneratorModule(LightningModule):
                         "solved": None if correct is None else solved_exactly(p, c.text, correct),
                         "num_tokens": c.num_tokens,
                         "clipped": c.clipped,  # cut by max_new_tokens
+                        # math-verify ran out of its CPU budget on this answer: graded wrong, counted apart
+                        "undecided": p["answer"] is not None and verdict is None,
                     }
                 )
         return rows

@@ -49,3 +49,11 @@ def test_synthetic_summary_counts_exact_solutions_clips_and_marks_chance(tmp_pat
     # sample accuracy 3/20 = 15% +- sqrt(.15 * .85 / 10) = 11.3 is within 2 SE of chance (noise, marked);
     # pass@2 20% +- 12.6 against 19% too
     assert "| level_4 | 10 | 2 | 15.0% ± 11.3† | 20.0% ± 12.6† | 20.0% ± 12.6† | 10.0% ± 9.5 | 45.0% | 10% / 19% |" in format_summary(table)
+
+
+def test_undecided_gradings_are_counted_apart(tmp_path, write_jsonl, sample_line):
+    rows = [{**sample_line("a", 4, 0, "x", "3"), "correct": False, "undecided": True},
+            {**sample_line("a", 4, 1, "3", "3"), "correct": True, "undecided": False}]
+    table = summarize(read_samples(write_jsonl(tmp_path / "s.jsonl", rows)))
+    assert table["all"].figures()["undecided"] == 1
+    assert "Grading undecided (math-verify's CPU budget ran out; counted wrong): 1 samples." in format_summary(table)

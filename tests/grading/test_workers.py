@@ -81,8 +81,9 @@ def test_helper_timeout_kills_and_restarts_the_helper() -> None:
     result, seconds = _run_in_thread(
         lambda: workers._verify_with_helper(["1"], [TOWER_5], timeout=1.0), 1.0 + START_MARGIN_S
     )
-    assert result is False
-    # A helper was ready, so nothing but the 1 s deadline and a SIGKILL stand between call and return.
+    assert result is None  # undecided: the caller counts it apart (is_equivalent reads it as not equivalent)
+    # A helper was ready, so nothing but its 1 s CPU budget (RLIMIT_CPU, rounded up, + 1 s grace) stands
+    # between call and return.
     assert 1.0 <= seconds < 1.0 + KILL_MARGIN_S
     assert pool.timeouts == timeouts_before + 1
     # The stuck helper is gone; the next call gets a live one and grades correctly.

@@ -157,7 +157,7 @@ def test_sampling_writes_jsonl_reproducibly_and_resumes_without_duplicates(tmp_p
     rows = read_lines(out_a)
     assert len(rows) == 6 * 3
     assert set(rows[0]) == {"problem_id", "level", "sample_index", "prompt", "completion", "answer", "gold",
-                            "correct", "solved", "num_tokens", "clipped"}
+                            "correct", "solved", "num_tokens", "clipped", "undecided"}
     assert [r["sample_index"] for r in rows[:3]] == [0, 1, 2]
     assert all(r["level"] in (1, 2, 3) and r["gold"] is not None and isinstance(r["correct"], bool) for r in rows)
     assert all(0 < r["num_tokens"] <= 12 for r in rows)
