@@ -95,6 +95,27 @@ def show_e2h_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def lists_replace(args: list[str]) -> list[str]:
+    """Make a list of mappings given on the command line replace the configured list.
+
+    jsonargparse fills each element of such a list (``--data.init_args.train '[{kind: steps, path: X}]'``)
+    with the fields of the element at the same place in the YAML, so the user's list silently inherits levels,
+    error kinds... it never stated. Setting the option to null first leaves nothing to inherit. ``--key+=``
+    (append) is left alone.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        key, value = arg, None
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg.split("=", 1)
+        elif arg.startswith("--") and i + 1 < len(args):
+            value = args[i + 1]
+        if value is not None and key != "--config" and not key.endswith("+") and value.lstrip().startswith("[{"):
+            out += [key, "null"]
+        out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `e2h` command; a `UserError` (bad input, a refused run) is one ``error:`` line and exit status 2."""
     show_e2h_logs()
@@ -115,6 +136,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         from e2h.cli.export import main as export_main
 
         return export_main(args[1:])
+    args = lists_replace(args)
     # LightningCLI reads sys.argv itself when given None (and warns when given both).
+    if argv is None:
+        sys.argv[1:] = args
     build_cli(None if argv is None else args)
     return 0

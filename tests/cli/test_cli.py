@@ -67,3 +67,14 @@ def test_a_misspelt_option_is_not_taken_as_a_prefix_of_another(capsys):
         main(["fit", "--config", str(REPO / "configs/tiny/sft.yaml"), "--trainer.max_step", "3", "--print_config"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --trainer.max_step 3" in capsys.readouterr().err
+
+
+def test_a_list_given_on_the_command_line_replaces_the_configured_list(tmp_path):
+    from e2h.cli.main import build_cli, lists_replace
+
+    args = lists_replace(["--config", str(REPO / "configs/tiny/prm.yaml"),
+                          "--data.init_args.train", "[{kind: steps, path: /data/steps.jsonl}]"])
+    (source,) = build_cli(args, run=False).datamodule.sources["train"]
+    # nothing inherited from the YAML's synthetic entry (levels 1-3, its error kinds)
+    assert (source.kind, source.path, source.levels) == ("steps", "/data/steps.jsonl", None)
+    assert lists_replace(["--trainer.callbacks+=x", "--a=[{b: 1}]"]) == ["--trainer.callbacks+=x", "--a", "null", "--a=[{b: 1}]"]
