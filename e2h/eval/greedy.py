@@ -61,7 +61,7 @@ class GreedyAccuracy(torch.nn.Module):
         prompts = [p["prompt"] for p in problems]
         completions = generate_completions(model, tokenizer, prompts, sampling, generate_kwargs=generate_kwargs)
         for p, (c,) in zip(problems, completions):
-            correct = bool(is_equivalent(extract_answer(c.text), p["answer"]))
+            correct = bool(is_equivalent(extract_answer(c.text, free_text=not c.clipped), p["answer"]))
             solved = solved_exactly(p, c.text, correct)
             for key in subset_keys(p["level"]):
                 if key in self.accuracy:

@@ -3,7 +3,16 @@ public API).
 
 Protocol, one JSON object per line: after importing math-verify the helper writes ``{"ready": true}``;
 then for each request ``{"id", "golds", "preds", "budget_s"}`` on stdin it writes ``{"id",
-"equivalent"}`` (or ``{"id", "error"}``) on stdout. It exits when stdin closes.
+"equivalent"}``, and for each request ``{"id", "extract", "budget_s"}`` (free text) it writes ``{"id",
+"answer"}`` (the text of the last mathematical expression math-verify extracts, or null); on failure
+``{"id", "error"}``. It exits when stdin closes.
+
+Numbers are compared more strictly than math-verify does on its own (`_strict_numeric_eq`, patched into
+math-verify's grader): two exact values (integers, fractions, radicals, pi...) are equal only when they
+are exactly equal (math-verify's ``evalf(chop=True)`` calls ``1/3^80`` and ``1/3^81`` equal); a decimal
+against anything must agree to math-verify's 6 decimal places *and* to 3 significant digits (relative
+difference at most `FLOAT_RELATIVE_TOLERANCE`), so ``1e-10`` and ``2e-10`` differ while ``0.333333`` still
+equals ``1/3``.
 
 The caller enforces the time bound by killing this process. Two limits of its own keep it from harming
 the machine when nobody is left to kill it (the trainer died mid-request): an address-space cap (argv[1],
@@ -53,10 +62,103 @@ def _limit_cpu(budget_s: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
+#: Relative difference allowed between a decimal and the value it stands for (3 significant digits).
+FLOAT_RELATIVE_TOLERANCE = 5e-3
+#: Digits used to compare two exact values that sympy cannot decide symbolically; and the relative gap
+#: below which they count as equal (far below any difference a MATH answer can have).
+_EXACT_DIGITS = 60
+_EXACT_RELATIVE_GAP = 1e-40
+
+
+def _number_value(expr: Any) -> Any:
+    """``expr`` evaluated to a sympy number when it is a closed-form scalar (no symbols, sets, matrices), else None."""
+    import sympy
+
+    if not isinstance(expr, sympy.Expr) or expr.free_symbols:
+        return None
+    try:
+        value = expr.doit()
+    except Exception:
+        return None
+    return value if isinstance(value, sympy.Expr) and not value.free_symbols else None
+
+
+def _strict_numeric_eq(original: Any) -> Any:
+    """math-verify's ``sympy_numeric_eq`` with exact comparison of exact values and a relative check of decimals."""
+    import sympy
+
+    def numeric_eq(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
+        va, vb = _number_value(a), _number_value(b)
+        if va is None or vb is None or va.is_finite is not True or vb.is_finite is not True:
+            return original(a, b, float_rounding, numeric_precision)  # symbols, sets, infinities...
+        try:
+            inexact = va.has(sympy.Float) or vb.has(sympy.Float)
+            if not inexact:
+                if va.is_Rational and vb.is_Rational:
+                    return bool(va == vb)
+                na, nb = complex(va.evalf(_EXACT_DIGITS)), complex(vb.evalf(_EXACT_DIGITS))
+                # Precision relative to size: equal exact values agree to ~60 digits, distinct ones never do.
+                gap = abs(complex(sympy.N(va - vb, _EXACT_DIGITS)))
+                return gap <= _EXACT_RELATIVE_GAP * max(abs(na), abs(nb)) or gap == 0
+            if not original(a, b, float_rounding, numeric_precision):
+                return False
+            na, nb = complex(va.evalf(30)), complex(vb.evalf(30))
+        except Exception:
+            return original(a, b, float_rounding, numeric_precision)
+        return abs(na - nb) <= FLOAT_RELATIVE_TOLERANCE * max(abs(na), abs(nb))
+
+    return numeric_eq
+
+
+_patched = False
+
+
+def _patch_math_verify() -> None:
+    """Install `_strict_numeric_eq` in math-verify's grader (this process only)."""
+    global _patched
+    if _patched:
+        return
+    import math_verify.grader as grader
+
+    grader.sympy_numeric_eq = _strict_numeric_eq(grader.sympy_numeric_eq)
+    _patched = True
+
+
+def _extract_free_text(text: str) -> str | None:
+    """The last mathematical expression in free text, as math-verify extracts it (LaTeX first, then plain
+    expressions; "final answer is" / "answer:" anchors win over the last plain one); None when none parses."""
+    import math_verify.parser as parser
+
+    found: list[str] = []
+    original = parser.extract_match
+
+    def recording_extract_match(match: Any, target_type: Any) -> Any:
+        parsed, as_text = original(match, target_type)
+        if parsed is not None:
+            found.append(as_text)
+        return parsed, as_text
+
+    parser.extract_match = recording_extract_match
+    try:
+        extracted = parser.parse(
+            text,
+            [parser.LatexExtractionConfig(), parser.ExprExtractionConfig()],
+            fallback_mode="no_fallback",
+            parsing_timeout=None,
+        )
+    finally:
+        parser.extract_match = original
+    if not extracted or not found:
+        return None
+    answer = found[-1].strip()  # parse stops at the first match that parses: the last one recorded
+    return answer or None
+
+
 def _verify_pairs(golds: list[str], preds: list[str]) -> bool:
     """True when math-verify accepts any (gold, pred) pair, each side wrapped as inline math."""
     from math_verify import parse, verify
 
+    _patch_math_verify()
     for gold, pred in zip(golds, preds, strict=True):
         # Wrapped in $...$: a bare gold such as \dfrac{9}{7} parses to nothing otherwise. Timeouts off:
         # they use signal.alarm, and the bound is the caller's kill.
@@ -82,24 +184,31 @@ def main(argv: list[str]) -> int:
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" warnings: on purpose
     _verify_pairs(["1"], ["1"])  # import sympy and build the parsers now, not inside a timed request
+    _extract_free_text("so $x = 1$")
     _send(out, {"ready": True, "pid": os.getpid()})
 
     for line in sys.stdin.buffer:
         try:
             request = json.loads(line)
             request_id = request["id"]
-            golds, preds = [str(g) for g in request["golds"]], [str(p) for p in request["preds"]]
             budget_s = float(request.get("budget_s", 5.0))
+            if "extract" in request:
+                text = str(request["extract"])
+            else:
+                golds, preds = [str(g) for g in request["golds"]], [str(p) for p in request["preds"]]
         except (ValueError, KeyError, TypeError) as e:
             _send(out, {"id": None, "error": f"bad request: {e}"})
             continue
         _limit_cpu(budget_s)
         try:
-            equivalent = _verify_pairs(golds, preds)
+            if "extract" in request:
+                reply: dict[str, Any] = {"id": request_id, "answer": _extract_free_text(text)}
+            else:
+                reply = {"id": request_id, "equivalent": _verify_pairs(golds, preds)}
         except Exception as e:  # math-verify catches its own errors; this is a last resort
             _send(out, {"id": request_id, "error": f"{type(e).__name__}: {e}"[:500]})
         else:
-            _send(out, {"id": request_id, "equivalent": equivalent})
+            _send(out, reply)
     return 0
 
 

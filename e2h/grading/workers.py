@@ -111,15 +111,15 @@ class _Worker:
             return None
         return message if isinstance(message, dict) else None
 
-    def compare(self, golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool | None:
-        """math-verify's verdict on the pairs (golds[i], preds[i]); None when it timed out or died."""
+    def _ask(self, request: dict, timeout: float) -> dict | None:
+        """Send one request (an ``id`` is added) and wait for its reply; None when it timed out or died."""
         assert self.proc.stdin is not None
         self._next_id += 1
-        request = {"id": self._next_id, "golds": list(golds), "preds": list(preds), "budget_s": timeout}
+        request = {"id": self._next_id, **request, "budget_s": timeout}
         deadline = time.monotonic() + wall_limit(timeout)
         try:
-            # Requests are capped by MAX_ANSWER_CHARS, far below a pipe buffer, and the helper has read
-            # all earlier requests (it answered them), so this write cannot block.
+            # Requests are capped (MAX_ANSWER_CHARS, MAX_FREE_TEXT_CHARS), far below a pipe buffer, and the
+            # helper has read all earlier requests (it answered them), so this write cannot block.
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
         except OSError:
@@ -131,8 +131,22 @@ class _Worker:
             if reply.get("id") == self._next_id:
                 if "error" in reply:
                     logger.debug("math-verify helper error: %s", reply["error"])
-                    return False
-                return bool(reply.get("equivalent"))
+                return reply
+
+    def compare(self, golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool | None:
+        """math-verify's verdict on the pairs (golds[i], preds[i]); None when it timed out or died."""
+        reply = self._ask({"golds": list(golds), "preds": list(preds)}, timeout)
+        if reply is None:
+            return None
+        return False if "error" in reply else bool(reply.get("equivalent"))
+
+    def extract(self, text: str, timeout: float) -> tuple[bool, str | None]:
+        """(finished, answer): math-verify's last expression in free text; finished is False on timeout/death."""
+        reply = self._ask({"extract": text}, timeout)
+        if reply is None:
+            return False, None
+        answer = reply.get("answer")
+        return True, answer if isinstance(answer, str) and "error" not in reply else None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -267,3 +281,27 @@ def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: flo
             "equivalent (undecided), helper stopped (a fresh one starts on the next call)", timeout, golds[0], preds[0],
         )
     return verdict
+
+
+#: Longest free text handed to math-verify's extraction: only this many characters at the end of a
+#: completion are searched (the final answer is at the end; math-verify's regexes are slow on long text).
+MAX_FREE_TEXT_CHARS: int = 4000
+
+
+def _extract_with_helper(text: str, timeout: float) -> str | None:
+    """math-verify's last mathematical expression in ``text`` (its tail, MAX_FREE_TEXT_CHARS), run in a helper
+    within ``timeout`` CPU seconds; None when it finds none, ran out of time or died."""
+    text = text[-MAX_FREE_TEXT_CHARS:]
+    pool = _pool_for_this_process()
+    worker = pool.acquire(WORKER_START_TIMEOUT_S)
+    healthy = False
+    try:
+        healthy, answer = worker.extract(text, timeout)
+    finally:
+        pool.release(worker, healthy)
+    if not healthy:
+        logger.warning(
+            "math-verify found no answer in free text within %.3g CPU seconds (text ending %.60r); counted as "
+            "no answer, helper stopped (a fresh one starts on the next call)", timeout, text[-60:],
+        )
+    return answer

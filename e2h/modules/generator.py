@@ -194,7 +194,7 @@ class GeneratorModule(LightningModule):
         rows = []
         for p, samples in zip(batch, completions):
             for i, c in enumerate(samples):
-                answer = extract_answer(c.text)
+                answer = extract_answer(c.text, free_text=not c.clipped)
                 verdict = None if p["answer"] is None else equivalence_verdict(answer, p["answer"])
                 correct = None if p["answer"] is None else verdict is True
                 rows.append(

@@ -350,7 +350,7 @@ class PPOModule(LightningModule):
                     f"PPO: {name} is not finite ({values}) at step {self.global_step}; stopping before the "
                     "optimizer step (the last checkpoint is kept as it was)"
                 )
-        answer = extract_answer(text)
+        answer = extract_answer(text, free_text=stopped)  # a clipped response earns no free-text answer
         outcome, graded = graded_outcome(answer, gold, r.hidden_outcome)  # one grader call for reward and log
         correct = None if graded is None else float(graded)
         outcome = outcome if r.outcome else 0.0

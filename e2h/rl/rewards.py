@@ -98,10 +98,10 @@ def format_penalty(completion: str, stopped: bool = True) -> float:
         return PENALTY_NO_ANSWER
     headings = list(_PAPER_ANSWER_HEADING.finditer(completion))
     if headings:
-        answer = extract_answer(completion[headings[-1].start() :])
+        answer = extract_answer(completion[headings[-1].start() :], free_text=False)
         if answer:
             return 0.0
-    answer = extract_answer(completion)
+    answer = extract_answer(completion, free_text=False)  # a declared answer (box, heading), not a stray formula
     return PENALTY_OFF_FORM if answer else PENALTY_NO_ANSWER
 
 

@@ -58,7 +58,50 @@ def test_extract_answer_section(text: str, expected: str) -> None:
     ],
 )
 def test_extract_none(text: str) -> None:
-    assert extract_answer(text) is None
+    assert extract_answer(text, free_text=False) is None
+    if "42" not in text:  # no formula in the free text either (an unclosed box is a cut final statement)
+        assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No final answer here, 42 is just a number.", "42"),
+        (r"Therefore $x \geq 5$ is the solution.", r"x \geq 5"),
+        ("So the answer is 3/4.", "3/4"),
+        (r"The matrix is $\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}$.", r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}"),
+        ("We get $x = 2$, so $y = 7$.", "y = 7"),  # the last expression
+        ("Final Answer: The final answer is $12$. I hope it is correct.", "12"),  # Minerva's format
+        ("<think>maybe $5$? no, 6</think>The result is $6$.", "6"),  # the answer is after the trace
+        ("<think>I think it is $5$ but let me check", None),  # a trace cut by the budget: no answer
+        ("<think>It is 5.</think>", None),  # nothing after the trace
+        ("Nothing to see here.", None),
+    ],
+)
+def test_free_text_fallback(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
+    assert extract_answer(text, free_text=False) is None  # a clipped completion earns nothing from free text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("# Answer\n\n5\n", "5"),  # the answer section beats everything after the trace
+        (r"<think>\boxed{4}</think> so \boxed{5}", "5"),  # a box inside the trace is not the answer
+        (r"$\boxed{-2}$ and $\boxed{1}$", "-2, 1"),  # boxes stating one list are read together
+        (r"\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}", "(3, 3), (1, 1)"),
+        (r"$\boxed{1}\boxed{2}$", "1, 2"),
+        (r"First \boxed{1}, then finally \boxed{2}.", "2"),  # a correction keeps the last box
+        (r"$\boxed{1}$, no: $\boxed{2}$", "2"),
+        (r"Step: \boxed{9}. Final Answer: The final answer is $10$. I hope it is correct.", "10"),
+    ],
+)
+def test_precedence(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
+
+
+def test_a_final_answer_statement_after_a_box_is_not_read_from_a_clipped_text() -> None:
+    assert extract_answer(r"\boxed{9}. The final answer is $1", free_text=False) is None
 
 
 def test_extract_deep_nesting_and_long_text_are_fast() -> None:
