@@ -17,9 +17,10 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from e2h.cli.parser_errors import ConciseArgumentParser
 from e2h.data.errors import UserError
 from e2h.data.files import require_local_path
-from e2h.training.run_folder import run_logger
+from e2h.training.run_folder import remove_unused_log_folder, run_logger
 
 DESCRIPTION = (
     "e2h: easy-to-hard generalization trainer. Subcommands fit, validate, test and predict run Lightning "
@@ -50,6 +51,18 @@ class E2HCLI(LightningCLI):
             if isinstance(value, str) and value != "char":
                 require_local_path(value, f"model.init_args.{key}")
 
+    def parse_arguments(self, parser, args) -> None:
+        # The parser's one-line errors say which config file (and line) or option set a bad value.
+        ConciseArgumentParser.command_line = list(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            remove_unused_log_folder(self.trainer)
+            raise
+
     def _parse_ckpt_path(self) -> None:
         # LightningCLI would replace the configured model arguments by those saved in --ckpt_path,
         # silently undoing e.g. sampling settings given on the command line. In e2h the config states
@@ -66,6 +79,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> LightningC
         subclass_mode_data=True,
         args=list(args) if args is not None else None,
         run=run,
+        parser_class=ConciseArgumentParser,
         # allow_abbrev off: argparse would take --trainer.max_step as a prefix of --trainer.max_steps
         parser_kwargs={"description": DESCRIPTION, "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},

@@ -23,9 +23,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                text = line.rstrip("\r\n")  # a column past the line's end is clearer than "column 1" of the next
+                obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+                cut = " (the line ends there: cut short?)" if e.pos >= len(text) else ""
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}{cut})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
@@ -32,6 +33,26 @@ class RunExistsError(UserError, FileExistsError):
 def run_logger(root: str | None) -> TensorBoardLogger:
     """TensorBoard logging to ``root/tb`` (Lightning's default logger would use ``root/lightning_logs``)."""
     return TensorBoardLogger(save_dir=root or os.getcwd(), name=LOGS)
+
+
+def remove_unused_log_folder(trainer: Trainer) -> None:
+    """Remove the TensorBoard version folder of a run that failed before its first optimizer step, when it holds
+    nothing a user could read (event files of the hyperparameters, the saved config): otherwise each failed
+    attempt leaves an empty ``tb/version_N`` and TensorBoard lists runs that never ran. A resumed run, or one
+    that got past its first step, keeps its folder."""
+    logger = trainer.logger
+    if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero or trainer.global_step > 0:
+        return
+    if trainer.ckpt_path is not None:
+        return
+    folder = logger.log_dir
+    if not os.path.isdir(folder):
+        return
+    if all(n.startswith("events.out.tfevents.") or n in ("hparams.yaml", "config.yaml") for n in os.listdir(folder)):
+        shutil.rmtree(folder, ignore_errors=True)
+        parent = os.path.dirname(folder)
+        if os.path.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)
 
 
 def run_path(trainer: Trainer, name: str) -> str:
