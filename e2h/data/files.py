@@ -26,8 +26,10 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 text = line.rstrip("\r\n")  # a column past the line's end is clearer than "column 1" of the next
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                cut = " (the line ends there: cut short?)" if e.pos >= len(text) else ""
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}{cut})") from None
+                what = re.sub(r"\s+at$", " here", e.msg)  # "Unterminated string starting at" (a column follows)
+                cut = f"; the line ends at column {len(text)}: cut short?" if (
+                    e.pos >= len(text) - 1 or e.msg.startswith("Unterminated")) else ""
+                raise DataError(f"{path}:{lineno}:{e.colno}: malformed JSON ({what}{cut})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj

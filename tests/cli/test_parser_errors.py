@@ -56,6 +56,6 @@ def test_a_fit_that_fails_before_its_first_step_leaves_no_log_folder(tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cut.jsonl").write_text('{"problem": "1+1", "answer": "2"\n')
     assert main(["fit", "--config", SFT, "--trainer.max_steps", "2", "--data.init_args.train.source", "cut.jsonl"]) == 2
-    assert "cut.jsonl:1: malformed JSON (Expecting ',' delimiter at column 33 (the line ends there: cut short?))" in (
+    assert "cut.jsonl:1:33: malformed JSON (Expecting ',' delimiter; the line ends at column 32: cut short?)" in (
         capsys.readouterr().err)
     assert not (tmp_path / "runs/tiny/sft/tb").exists()

@@ -99,7 +99,7 @@ def test_unknown_levels_are_counted_when_a_filter_drops_them(caplog):
 def test_malformed_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(SPLIT_ROW) + "\n" + '{"problem": "x", "solution": \n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2:\d+: malformed JSON"):
         load_problems(str(path))
 
 
