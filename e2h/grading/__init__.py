@@ -2,12 +2,17 @@ r"""Final-answer extraction and equivalence grading for MATH-style answers.
 
 Two public entry points and the normaliser they share:
 
-- :func:`extract_answer` finds the model's final answer in a solution: the ``# Answer`` section of the
-  paper's format, else the last ``\boxed{...}`` / ``\fbox{...}`` (MATH's own style).
+- :func:`extract_answer` finds the model's final answer in a solution, after any ``<think>...</think>``
+  trace: the ``# Answer`` section of the paper's format, else the last ``\boxed{...}`` / ``\fbox{...}``
+  (MATH's own style), else (``free_text=True``, the default) the last mathematical expression of the free
+  text as math-verify extracts it, in the same bounded helper process. Callers grading a completion cut by
+  the token budget pass ``free_text=False``. docs/grading.md states the rules for users.
 - :func:`is_equivalent` decides whether a predicted answer equals the reference. A fast path compares
   :func:`normalize_answer` forms (Hendrycks-style normalisation: units, ``\text{}``, degrees, percent,
   ``x =`` prefixes, thousands separators, ``\dfrac``, ``\frac12``, ``.5``...); only when that fails is
-  math-verify asked (sets in any order, ``0.5`` vs ``\frac12``, intervals, matrices, mixed numbers...).
+  math-verify asked (sets in any order, ``0.5`` vs ``\frac12``, intervals, matrices, mixed numbers...),
+  with exact values compared exactly (``1/3^{80}`` is not ``1/3^{81}``) and decimals to 6 places and 3
+  significant digits (see ``_verify_worker.py``).
 
 Never hangs. math-verify's own timeouts use ``signal.alarm``, which fails outside the main thread, and
 with them off some inputs never return: comparing ``10^{10^{10^{10^{10}}}}`` with ``1`` runs big-integer

@@ -68,6 +68,8 @@ FLOAT_RELATIVE_TOLERANCE = 5e-3
 #: below which they count as equal (far below any difference a MATH answer can have).
 _EXACT_DIGITS = 60
 _EXACT_RELATIVE_GAP = 1e-40
+#: Beyond this many digits before the point, exact values are compared by sympy's simplify instead.
+_MAX_MAGNITUDE_DIGITS = 2000
 
 
 def _number_value(expr: Any) -> Any:
@@ -96,16 +98,25 @@ def _strict_numeric_eq(original: Any) -> Any:
             if not inexact:
                 if va.is_Rational and vb.is_Rational:
                     return bool(va == vb)
-                na, nb = complex(va.evalf(_EXACT_DIGITS)), complex(vb.evalf(_EXACT_DIGITS))
                 # Precision relative to size: equal exact values agree to ~60 digits, distinct ones never do.
-                gap = abs(complex(sympy.N(va - vb, _EXACT_DIGITS)))
-                return gap <= _EXACT_RELATIVE_GAP * max(abs(na), abs(nb)) or gap == 0
+                # Sympy numbers throughout: a Python float would overflow to inf for 2^{9999999}.
+                size = sympy.Max(sympy.Abs(sympy.N(va, 15)), sympy.Abs(sympy.N(vb, 15)))
+                if size == 0:
+                    return True
+                # Digits enough to see a difference of 1 in numbers of this size (2^{100}+1 vs 2^{100}).
+                magnitude = max(0, int(sympy.log(size, 10).evalf(15)))
+                if magnitude > _MAX_MAGNITUDE_DIGITS:
+                    return bool(sympy.simplify(va - vb) == 0)
+                digits = _EXACT_DIGITS + magnitude
+                gap = sympy.Abs(sympy.N(va - vb, digits))
+                return bool(gap == 0 or gap <= _EXACT_RELATIVE_GAP * size)
             if not original(a, b, float_rounding, numeric_precision):
                 return False
-            na, nb = complex(va.evalf(30)), complex(vb.evalf(30))
+            gap = sympy.Abs(sympy.N(va - vb, 30))
+            size = sympy.Max(sympy.Abs(sympy.N(va, 30)), sympy.Abs(sympy.N(vb, 30)))
+            return bool(gap <= FLOAT_RELATIVE_TOLERANCE * size)
         except Exception:
             return original(a, b, float_rounding, numeric_precision)
-        return abs(na - nb) <= FLOAT_RELATIVE_TOLERANCE * max(abs(na), abs(nb))
 
     return numeric_eq
 

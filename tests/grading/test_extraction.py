@@ -111,3 +111,21 @@ def test_extract_deep_nesting_and_long_text_are_fast() -> None:
     assert extract_answer(deep) == "{" * 2000 + "x" + "}" * 2000
     assert extract_answer(long_text) == "7"
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "So the answer is $10^{10^{10^{10^{10}}}}$.",  # read as text, never evaluated
+        "$" * 20000,
+        "(" * 5000 + "1",
+        "\\frac{" * 2000,
+        "x = " + "1+" * 3000 + "1",
+        "word " * 20000 + "so 7",  # only the tail is searched
+    ],
+)
+def test_free_text_fallback_is_bounded(text: str) -> None:
+    start = time.monotonic()
+    extract_answer(text, timeout=1.0)
+    # 1 CPU second (+ the helper's rounding and grace), or a helper start; generous for a loaded machine.
+    assert time.monotonic() - start < 30
