@@ -13,18 +13,24 @@ by side with ``--jobs N`` (each gets cores / N threads).
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
 from e2h.training.checkpoint_io import is_complete_checkpoint, newest_complete_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the source checkout, when e2h runs from one
 # What stages write where the report reads it: names shared by the plan and `e2h.study.report`.
 METRICS_FILE = "metrics.json"  # a validate / test stage's metrics (MetricsFile), in its workspace
 SAMPLES_FILE = "samples.jsonl"  # the sampling stage's output, under the profile's runs/ folder
 REPORT_FOLDER = "report"  # the study's report, and the workspace of the re-ranking report inside it
 RERANK_FOLDER = "rerank"
+# The math configs' data, relative to a workspace (the runner links shared/data beside the workspaces).
+MATH_TRAIN = "../shared/data/math/train.jsonl"
+MATH_TEST = "../shared/data/math/test.jsonl"
+MICRO_FOLDER = "micro"  # the micro study's built model and PRM800K stand-in
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Stage:
     after: tuple[str, ...] = ()
     checkpoints: str | None = None
     about: str = ""
+    module: str = "e2h.cli"  # run as `python -m MODULE ARGS`: the e2h command, or the micro inputs' builder
 
 
 @dataclass
@@ -46,6 +53,9 @@ class Plan:
     out: Path
     stages: list[Stage] = field(default_factory=list)
     smoke: bool = False  # every stage cut to a few steps / batches: the pipeline checked, numbers meaningless
+    # Symlinks the runner makes before the first stage (path inside the study folder -> target); planning
+    # itself (and --dry-run) writes nothing.
+    links: dict[str, Path] = field(default_factory=dict)
 
     def add(self, name: str, workspace: str, args: list[str], after: list[str] | tuple[str, ...] = (), **kw) -> None:
         known = {s.name for s in self.stages}
@@ -87,8 +97,20 @@ class Plan:
         return self.out / self.stage("rerank").workspace / RERANK_FOLDER / "report.json"
 
 
+def config_root() -> Path:
+    """The shipped configs: inside the installed package (``e2h/configs``, package data of a wheel), else the
+    source checkout's ``configs/`` (a checkout, or an editable install of it)."""
+    packaged = Path(str(resources.files("e2h") / "configs"))
+    return packaged if packaged.is_dir() else REPO / "configs"
+
+
 def _config(name: str) -> str:
-    return str(REPO / "configs" / name)
+    return str(config_root() / name)
+
+
+def default_data() -> Path:
+    """The real data folder (math/, prm800k/): $E2H_SHARED_DATA, else ``../shared/data`` beside the checkout."""
+    return Path(os.environ.get("E2H_SHARED_DATA") or REPO.parent / "shared" / "data").resolve()
 
 
 def _metrics(path: str = METRICS_FILE) -> list[str]:
@@ -117,20 +139,42 @@ def tiny_plan(out: Path) -> Plan:
     return _plan("tiny", out, model_args=[])
 
 
-def math_plan(out: Path, model: str, prm800k: str) -> Plan:
+def math_plan(out: Path, model: str | None, prm800k: str | None, data: Path | None = None,
+              micro: bool = False) -> Plan:
     """MATH train / MATH500 with the user's model and PRM800K file (configs/math), sized for GPUs.
 
-    The configs read `../shared/data/...` relative to where they run: the study links `shared` beside its
-    workspaces to the checkout's `../shared`."""
-    shared = out / "shared"
-    if not shared.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        shared.symlink_to((REPO.parent / "shared").resolve(), target_is_directory=True)
-    return _plan("math", out, model_args=["--model.init_args.model", model], prm800k=prm800k)
+    The configs read `../shared/data/...` relative to where they run: the runner links ``shared/data`` beside
+    the workspaces to `data` (default: `default_data`). With `micro`, every stage is cut to a CPU's size
+    (`MICRO`, on top of the smoke limits); a missing `model` is built (`e2h.study.micro.build_micro_model`) and
+    a missing `prm800k` file is the stand-in of `e2h.study.micro.write_prm800k_standin`, both as stages."""
+    if not micro and (model is None or prm800k is None):
+        raise ValueError("the math plan needs a model and a PRM800K file (or micro=True, which makes both)")
+    builders: list[tuple[str, str, list[str], str]] = []
+    if model is None:
+        model = str((out / MICRO_FOLDER / "model").resolve())
+        builders.append(("micro_model", MICRO_FOLDER, ["micro", "model", model, "--math", MATH_TRAIN],
+                         "the micro model: byte-level BPE trained on MATH train, a tiny random Llama"))
+    if prm800k is None:
+        prm800k = str((out / MICRO_FOLDER / "prm800k_standin.jsonl").resolve())
+        builders.append(("micro_prm800k", MICRO_FOLDER, ["micro", "prm800k", prm800k, "--math", MATH_TRAIN,
+                         "--test", MATH_TEST], "PRM800K-format stand-in on MATH train problems (not PRM800K labels)"))
+    plan = _plan("math", out, model_args=["--model.init_args.model", model], prm800k=prm800k,
+                 builders=builders)
+    plan.links["shared/data"] = Path(data) if data is not None else default_data()
+    if micro:
+        plan.smoke = True
+        plan.stages = [replace(s, args=(*s.args, *micro_args(s))) for s in plan.stages]
+    return plan
 
 
-def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = None) -> Plan:
+def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = None,
+          builders: list[tuple[str, str, list[str], str]] = ()) -> Plan:
     p = Plan(profile, out)
+    # Stages that make the inputs (the micro model, the PRM800K stand-in) come first; every stage waits for them.
+    for name, workspace, args, about in builders:
+        p.add(name, workspace, args, about=about, module="e2h.cli.study")
+    made = [name for name, *_ in builders]
+    model_made = ["micro_model"] if "micro_model" in made else []
     k = PROFILES[profile]
     c = lambda name: _config(f"{profile}/{name}.yaml")  # noqa: E731
     configs = lambda names: [a for n in names for a in ("--config", c(n))]  # noqa: E731
@@ -145,11 +189,11 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
     for arm, levels in (("full", all_levels), ("hard", "[4,5]"), ("easy", "[1,2,3]")) if k["icl"] else ():
         p.add(f"icl_{arm}", f"icl_{arm}", [k["icl"], "--config", c("icl"), *model_args,
               "--data.init_args.few_shot.levels", levels, *_metrics()],
-              about=f"in-context learning, exemplars from levels {levels}")
-    p.add("sft_easy", "main", ["fit", *configs(k["sft_easy"]), *model_args],
+              after=model_made, about=f"in-context learning, exemplars from levels {levels}")
+    p.add("sft_easy", "main", ["fit", *configs(k["sft_easy"]), *model_args], after=model_made,
           checkpoints=f"{runs}/{k['sft_easy_dir']}/checkpoints", about="Easy-to-Hard SFT (levels 1-3)")
     p.add("sft_full", "full", ["fit", *configs(k["sft_full"]), *model_args,
-          *(["--data.init_args.train.levels", all_levels] if k["full_levels"] else [])],
+          *(["--data.init_args.train.levels", all_levels] if k["full_levels"] else [])], after=model_made,
           checkpoints=f"{runs}/{k['sft_full_dir']}/checkpoints", about="Full SFT (levels 1-5)")
     for arm, hf in (("easy", easy_hf), ("full", full_hf)):
         p.add(f"eval_sft_{arm}", f"eval_sft_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",
@@ -163,11 +207,13 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
         p.add("sample_train", "main", ["predict", *configs(["sample", "sample_train"]), "--model.init_args.model",
               easy_hf], after=["sft_easy"], about="samples of easy training problems (outcome labels)")
         p.add("prm800k", "main", ["data", "prm800k", "--input", prm800k, "--out", f"{runs}/prm800k_easy.jsonl",
-              "--math", "../shared/data/math/train.jsonl", "--levels", "1", "2", "3",
-              "--exclude", "../shared/data/math/test.jsonl"], about="PRM800K steps of easy MATH problems")
-        p.add("prm800k_test", "main", ["data", "prm800k", "--input",
-              "../shared/data/prm800k/phase1_test.stepwise_critique.jsonl", "--out", f"{runs}/prm800k_test.jsonl"],
-              about="PRM800K test steps (validation)")
+              "--math", MATH_TRAIN, "--levels", "1", "2", "3",
+              "--exclude", MATH_TEST], after=[n for n in made if n == "micro_prm800k"],
+              about="PRM800K steps of easy MATH problems")
+        # the test steps ship in the stepwise-critique layout; MATH500 gives their levels (step AUROC by level)
+        p.add("prm800k_test", "main", ["data", "prm800k", "--format", "stepwise", "--input",
+              "../shared/data/prm800k/phase1_test.stepwise_critique.jsonl", "--math", MATH_TEST,
+              "--out", f"{runs}/prm800k_test.jsonl"], about="PRM800K test steps (validation)")
         rm_inputs += ["sample_train", "prm800k", "prm800k_test", "sample"]
     # On MATH the reward models start from the Easy-to-Hard generator, as the paper. The tiny ones train from
     # scratch as their configs say: starting from the tiny generator measured no better (configs/tiny/prm.yaml)
@@ -230,11 +276,49 @@ SMOKE = {
 }
 
 
+# --micro (math profile): on top of the smoke limits, every stage sized for a CPU: a subset of problems, short
+# generations, few samples, one-row batches without accumulation (so a few optimizer steps fit in the
+# little data there is), PPO rollouts of 4 responses. Full precision: bf16 is a GPU's format.
+# 32 new tokens are far below MATH solutions' length: the budget check warns instead of stopping the stage.
+MICRO_GENERATION = ["--model.init_args.max_new_tokens", "32", "--model.init_args.budget_check", "warn"]
+MICRO_EVAL = ["--data.init_args.test.limit", "24", "--data.init_args.eval_batch_size", "24", *MICRO_GENERATION]
+MICRO_FIT = ["--trainer.accumulate_grad_batches", "1", "--data.init_args.batch_size", "1", "--trainer.log_every_n_steps", "1"]
+MICRO_SAMPLE = ["--data.init_args.predict.limit", "24", "--data.init_args.eval_batch_size", "24",
+                "--model.init_args.num_samples", "4", *MICRO_GENERATION]
+MICRO_PPO = ["--trainer.accumulate_grad_batches", "1", "--trainer.log_every_n_steps", "1",
+             "--model.init_args.batch", '{"rollout": 4, "minibatch": 2, "ppo_epochs": 1, "generation": 4, "forward": 4}',
+             "--model.init_args.sampling.max_new_tokens", "32", "--model.init_args.sampling.budget_check", "warn",
+             "--model.init_args.eval_max_new_tokens", "32",
+             "--data.init_args.train.limit", "32", "--data.init_args.val.limit", "8", "--data.init_args.eval_batch_size", "8"]
+MICRO_PRECISION = ["--trainer.precision", "32-true", "--model.init_args.dtype", "float32"]
+
+
+def micro_args(stage: Stage) -> list[str]:
+    """What --micro adds to a math stage's command line (see `MICRO_EVAL` and the others above)."""
+    if stage.module != "e2h.cli" or stage.args[0] == "data":
+        return []
+    name = stage.name
+    if name.startswith(("icl_", "eval_")):
+        return [*MICRO_EVAL, *MICRO_PRECISION]
+    if name.startswith("sft_"):
+        return [*MICRO_FIT, "--data.init_args.train.limit", "64", "--data.init_args.val.limit", "8",
+                *MICRO_GENERATION, *MICRO_PRECISION]
+    if name.startswith("sample"):
+        return [*MICRO_SAMPLE, *MICRO_PRECISION]
+    if name in ("orm", "prm", "oprm"):
+        return [*MICRO_FIT, *MICRO_PRECISION]
+    if name.startswith("score_"):
+        return MICRO_PRECISION
+    if name.startswith("ppo_"):
+        return [*MICRO_PPO, *MICRO_PRECISION]
+    raise AssertionError(f"--micro has no sizes for stage {name}")
+
+
 def command(stage: Stage, plan: Plan) -> list[str]:
     """The stage's command line; a cut-off training stage resumes from its last checkpoint."""
     args = list(stage.args)
     if plan.smoke:
-        args += SMOKE.get(stage.name if stage.name.startswith("sample") else args[0], [])
+        args += SMOKE.get("sample" if stage.name.startswith("sample") else args[0], [])
     if stage.checkpoints:
         # last.ckpt normally; a cut-off save falls back to the newest complete checkpoint beside it
         folder = plan.out / stage.workspace / stage.checkpoints
@@ -242,7 +326,7 @@ def command(stage: Stage, plan: Plan) -> list[str]:
         resume = last if is_complete_checkpoint(last) else newest_complete_checkpoint(folder)
         if resume is not None:
             args += ["--ckpt_path", str(resume)]
-    return [sys.executable, "-m", "e2h.cli", *args]
+    return [sys.executable, "-m", stage.module, *args]
 
 
 def done_marker(plan: Plan, stage: Stage) -> Path:

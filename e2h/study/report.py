@@ -44,8 +44,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 KEYS = [level_key(lv) for lv in LEVELS] + list(GROUPS)
-# A guesser's accuracy, where the benchmark has one (uniform digit answers); MATH answers are free-form.
+# A guesser's accuracy, where the benchmark has one (uniform digit answers). MATH answers are free-form
+# (fractions, expressions, intervals, ...): a guess is right with probability ~0, so no chance level applies.
 CHANCE = {"tiny": ANSWER_CHANCE}
+# Profiles whose problems have an exact step checker (the synthetic benchmark): exactly-solved shares and
+# step AUROC on the generator's own samples exist only there.
+EXACT_CHECKER = {"tiny"}
 
 
 def _greedy_figures(metrics: dict[str, Any] | None) -> dict[str, dict[str, float]]:
@@ -68,8 +72,9 @@ def _accuracy_cells(figures: dict[str, dict[str, float]], chance: float | None) 
     return [percent(f["accuracy"], f["problems"], chance) if (f := figures.get(k)) else "-" for k in KEYS]
 
 
-def _trust_cells(figures: dict[str, dict[str, float]]) -> list[str]:
-    """'solved / clip' per subset: exactly solved fraction (synthetic) and the clip rate."""
+def _trust_cells(figures: dict[str, dict[str, float]], exact: bool = True) -> list[str]:
+    """'solved / clip' per subset: exactly solved fraction (synthetic) and the clip rate; the clip rate alone
+    where no exact checker exists (`exact` False: MATH)."""
     cells = []
     for key in KEYS:
         f = figures.get(key)
@@ -78,7 +83,7 @@ def _trust_cells(figures: dict[str, dict[str, float]]) -> list[str]:
             continue
         solved = "-" if f["solved"] is None else f"{100 * f['solved']:.1f}%"
         clip = "-" if f["clip_rate"] is None else f"{100 * f['clip_rate']:.0f}%"
-        cells.append(f"{solved} / {clip}")
+        cells.append(f"{solved} / {clip}" if exact else clip)
     return cells
 
 
@@ -170,6 +175,39 @@ def _evaluator_figures(plan: Plan) -> dict[str, Any]:
     return out
 
 
+def _validation_figures(plan: Plan) -> dict[str, dict[str, float]]:
+    """Each reward model's last validation AUROC by subset (``step_auroc_all``, ``outcome_auroc_hard``, ...),
+    from its fit's TensorBoard logs. On MATH this is the evaluators' measure: step AUROC on PRM800K's
+    human-rated steps of MATH500 problems and outcome AUROC on the generator's graded MATH500 samples."""
+    tags = [f"val/{kind}_auroc_{key}" for kind in ("step", "outcome") for key in KEYS]
+    out = {}
+    for rm in ("orm", "prm", "oprm"):
+        try:
+            folder = plan.out / plan.stage(rm).workspace / plan.runs / rm
+        except KeyError:
+            continue
+        series = _tensorboard_scalars(folder, tags) if folder.is_dir() else {}
+        if series:
+            out[rm] = {tag.split("/", 1)[1]: points[-1][1] for tag, points in series.items()}
+    return out
+
+
+def _validation_table(validation: dict[str, dict[str, float]]) -> str:
+    if not validation:
+        return "(the reward models have not been validated: their training stages have not run)"
+    rows = []
+    for rm, figures in validation.items():
+        for kind, what in (("step", "step AUROC, PRM800K rated steps"), ("outcome", "outcome AUROC, graded samples")):
+            cells = [f"{v:.2f}" if (v := figures.get(f"{kind}_auroc_{k}")) is not None else "-" for k in KEYS]
+            if any(c != "-" for c in cells):
+                rows.append([rm.upper(), what, *cells])
+    if not rows:
+        return "(no AUROC was measured: the validation sets held one class only, or too few labels)"
+    return ("The reward models' last validation (their configs' `val` sets): AUROC by level, 0.5 is chance; "
+            "\"-\": not measured (a subset with one class only, or none).\n\n"
+            + _table(["reward model", "measured on", *[f"L{lv}" for lv in LEVELS], "easy", "hard", "all"], rows))
+
+
 def _auroc_cell(entry: dict[str, Any] | None) -> str:
     if not entry or entry["auroc"] is None:
         return "-"
@@ -226,7 +264,8 @@ def _plot_ppo(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path)
                 ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=arm)
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
-    axes[0].legend()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
     save_figure(fig, path, dpi=110)
     return True
 
@@ -264,14 +303,23 @@ def _claims(study: dict[str, Any]) -> list[dict[str, Any]]:
     if easy:
         measured = {"difference": easy["accuracy"] - (chance or 0.0), "se": easy["se"]}
         solved = "" if easy["solved"] is None else f"; exactly solved {100 * easy['solved']:.1f}%"
-        claims.append({"claim": "SFT on easy levels generalises to hard problems (above chance)",
-                       "ours": measured, "note": f"greedy hard accuracy minus chance{solved}"})
+        if chance is None:  # free-form answers (MATH): any right hard answer is generalisation
+            claims.append({"claim": "SFT on easy levels solves some hard problems", "ours": measured,
+                           "note": f"greedy hard accuracy (no chance level: free-form answers){solved}"})
+        else:
+            claims.append({"claim": "SFT on easy levels generalises to hard problems (above chance)",
+                           "ours": measured, "note": f"greedy hard accuracy minus chance{solved}"})
     for rm in ("prm", "oprm"):
         auroc = study["evaluators"].get(rm, {}).get("by_subset", {}).get("hard")
+        validated = study.get("evaluator_validation", {}).get(rm, {}).get("step_auroc_hard")
         if auroc and auroc["auroc"] is not None:
             claims.append({"claim": f"an easy-trained {rm.upper()} tells right from wrong hard steps (AUROC > 0.5)",
                            "ours": {"difference": auroc["auroc"] - 0.5, "se": None},
                            "note": f"AUROC {auroc['auroc']:.2f} on {auroc['steps']} labelled hard steps"})
+        elif validated is not None:
+            claims.append({"claim": f"an easy-trained {rm.upper()} tells right from wrong hard steps (AUROC > 0.5)",
+                           "ours": {"difference": validated - 0.5, "se": None},
+                           "note": f"AUROC {validated:.2f} on PRM800K's rated steps of hard MATH500 problems"})
     rerank = study["reranking"]
     if rerank:
         for rm in ("prm", "oprm", "orm"):
@@ -299,7 +347,8 @@ def _claims(study: dict[str, Any]) -> list[dict[str, Any]]:
     for c in claims:
         d = c["ours"]
         if d["se"] is None:
-            c["reading"] = "effect" if abs(d["difference"]) > 0.05 else "none"
+            # an AUROC 0.05 or more below chance is a reversed ranking, not an effect
+            c["reading"] = "effect" if d["difference"] > 0.05 else "reversed" if d["difference"] < -0.05 else "none"
         else:
             c["reading"] = "noise" if abs(d["difference"]) <= 2 * d["se"] else ("effect" if d["difference"] > 0 else "reversed")
     return claims
@@ -367,6 +416,7 @@ def collect(plan: Plan) -> dict[str, Any]:
         "generators": generators,
         "samples": samples,
         "evaluators": _evaluator_figures(plan),
+        "evaluator_validation": _validation_figures(plan),
         "reranking": _rerank_figures(_read_json(plan.rerank_report())),
         "ppo": ppo,
         "stage_seconds": times,
@@ -403,8 +453,27 @@ def write_report(plan: Plan) -> Path:
     total = sum(t for t in times.values() if t is not None)
     chance_line = (
         f"Chance: a guessed answer is right {chance:.0%} of the time, so every accuracy is read against {chance:.0%}; "
-        f"{NOISE_NOTE}" if chance is not None else "No chance level: answers are free-form."
+        f"{NOISE_NOTE}" if chance is not None else
+        "No chance level applies: MATH answers are free-form (numbers, fractions, expressions, intervals), so a "
+        "guessed answer is right with probability about 0 and every accuracy is read against 0."
     )
+    exact = plan.profile in EXACT_CHECKER
+    if exact:
+        trust_note = ("What stands behind those answers: the share of problems solved with every step right (the "
+                      "exact checker, synthetic problems only) / the clip rate (completions cut by the token budget). "
+                      "An accuracy above the solved share is lucky answers.")
+        evaluators_text = ("Step AUROC on the Easy-to-Hard generator's own samples, with exact step labels from the "
+                           "checker (labelled up to and including the first wrong step, as the reward models are "
+                           f"trained).\n\n{_evaluator_tables(study['evaluators'])}")
+    else:
+        trust_note = ("The clip rate (completions cut by the token budget) behind those answers; MATH has no exact "
+                      "step checker, so there is no exactly-solved share.")
+        evaluators_text = ("MATH has no exact step checker, so the generator's own samples carry outcome labels only. "
+                           "The evaluators are measured where human step labels exist: PRM800K's rated steps of "
+                           "MATH500 problems (never trained on).\n\n" + _validation_table(study["evaluator_validation"]))
+    smoke_note = ("\n**A smoke run**: every stage was cut to a few optimizer steps, one evaluation batch and (--micro) a "
+                  "subset of problems with short generations; its numbers say nothing about the method, only that "
+                  "every stage ran and handed on what the next one reads.\n" if plan.smoke else "")
 
     def ppo_curve_rows(arm: str) -> list[list[str]]:
         series = curves[arm]
@@ -420,26 +489,24 @@ def write_report(plan: Plan) -> Path:
         return _table(header, [[name, *_accuracy_cells(f, chance)] for name, f in rows.items()])
 
     def trust_table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
-        return _table(header, [[name, *_trust_cells(f)] for name, f in rows.items()])
+        return _table(header, [[name, *_trust_cells(f, exact)] for name, f in rows.items()])
 
     text = f"""# Easy-to-hard study: {plan.profile} profile
 
 Measured {study['measured']} on {study['device']} (torch {study['torch']}, Python
 {platform.python_version()}). Every number below is one run with the seeds in the configs
-(`seed_everything: 0`); sizes are those of the configs under `configs/{plan.profile}/` named in each stage's
-command (`{plan.out.name}/logs/STAGE.log` starts with it). Wall time from the first stage's start to the last
+(`seed_everything: 0`); sizes are those of the configs under `configs/{plan.profile}/` and the options named in
+each stage's command (`{plan.out.name}/logs/STAGE.log` starts with it). Wall time from the first stage's start to the last
 stage's end: {wall:.0f} s ({wall / 60:.0f} min); the stages' own times add up to {total:.0f} s (stages ran side
 by side). Every figure is also in `study.json` beside this file.
-
+{smoke_note}
 Accuracies are ± one standard error over problems. {chance_line}
 
 ## Generators: greedy accuracy by level (test split)
 
 {accuracy_table(generators)}
 {ICL_NOTE.get(plan.profile, "")}
-What stands behind those answers: the share of problems solved with every step right (the exact checker,
-synthetic problems only) / the clip rate (completions cut by the token budget). An accuracy above the solved
-share is lucky answers.
+{trust_note}
 
 {trust_table(generators)}
 
@@ -451,10 +518,7 @@ share is lucky answers.
 
 ## Evaluators trained on easy levels
 
-Step AUROC on the Easy-to-Hard generator's own samples, with exact step labels from the checker (labelled up
-to and including the first wrong step, as the reward models are trained).
-
-{_evaluator_tables(study["evaluators"])}
+{evaluators_text}
 
 ## Re-ranking the Easy-to-Hard generator's samples
 
@@ -471,7 +535,7 @@ outcome reward there); the full-supervision arm sees every answer (the paper's u
 
 {accuracy_table(ppo)}
 
-Exactly solved / clip rate:
+{"Exactly solved / clip rate" if exact else "Clip rate"}:
 
 {trust_table(ppo)}
 

@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from e2h.data.files import atomic_write_text
 from e2h.study.plan import REPO, Plan, Stage, command, done_marker
@@ -34,8 +35,22 @@ def run_stage(stage: Stage, plan: Plan, threads: int) -> float:
     return seconds
 
 
+def make_links(plan: Plan) -> None:
+    """The plan's symlinks (e.g. ``shared/data`` -> the data folder the configs read), made before any stage
+    runs; an existing link is left as it is."""
+    for relative, target in plan.links.items():
+        link = plan.out / relative
+        if link.is_symlink() or link.exists():
+            continue
+        if not Path(target).is_dir():
+            raise FileNotFoundError(f"{relative} would link to {target}, which is not a folder (the data the configs read)")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(target).resolve(), target_is_directory=True)
+
+
 def run(plan: Plan, jobs: int = 1, only: set[str] | None = None) -> None:
     """Run every stage not yet done, `jobs` at a time, each after the stages it needs."""
+    make_links(plan)
     threads = max((os.cpu_count() or 1) // jobs, 1)
     todo = {s.name: s for s in plan.stages if not done_marker(plan, s).exists() and (only is None or s.name in only)}
     finished = {s.name for s in plan.stages if done_marker(plan, s).exists()}

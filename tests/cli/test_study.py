@@ -48,3 +48,21 @@ def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
     assert study_main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
     assert ran == ["sft_easy", "eval_sft_easy", "sample"]
     assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing_on_disk(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert study_main(["--profile", "math", "--micro", "--dry-run", "--out", str(out)]) == 0
+    assert study_main(["--profile", "math", "--model", "M", "--prm800k", "P", "--dry-run", "--out", str(out)]) == 0
+    assert study_main(["--profile", "tiny", "--dry-run", "--out", str(out)]) == 0
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    printed = capsys.readouterr().out
+    assert "# micro_model:" in printed and "-m e2h.cli.study micro model" in printed
+    assert "# eval_ppo_full:" in printed
+
+
+def test_micro_is_a_math_option(tmp_path):
+    with pytest.raises(SystemExit):
+        study_main(["--profile", "tiny", "--micro", "--dry-run", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # the full math profile needs the user's model and PRM800K file
+        study_main(["--profile", "math", "--dry-run", "--out", str(tmp_path)])
