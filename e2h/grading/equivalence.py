@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 
+from e2h.grading.extraction import _ANSWER_HEADING, _BOX_OPENER, _box_at, _THINK_CLOSE, _strip_math_delimiters, extract_answer
 from e2h.grading.normalization import _TEXT_MACRO, normalize_answer
 from e2h.grading.screening import MAX_ANSWER_CHARS, refusal_reason
 from e2h.grading.workers import VERIFY_TIMEOUT_S, _verify_with_helper
@@ -39,6 +40,29 @@ def has_stray_math_delimiters(s: str) -> bool:
     return "$" in rest
 
 
+_MATH_SPAN = re.compile(r"(?<!\\)\$\$.+?(?<!\\)\$\$|(?<!\\)\$.+?(?<!\\)\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+
+
+def looks_like_completion(s: str) -> bool:
+    r"""Whether ``s`` is a whole solution rather than a bare answer: it has a ``# Answer`` heading, a
+    ``</think>``, a box with something around it (``x = \boxed{5}.``), or math spans with words
+    outside them ("Therefore $x \geq 5$ is the solution."). A bare answer, even one in ``$...$`` or with a
+    unit word ("5 dollars", "$\boxed{5}$"), is not."""
+    if _THINK_CLOSE in s or _ANSWER_HEADING.search(s):
+        return True
+    inner = _strip_math_delimiters(s)
+    box = _BOX_OPENER.search(inner)
+    if box is not None:
+        whole = _box_at(inner, box.end())
+        return box.start() > 0 or whole is None or bool(inner[whole[1] :].strip())
+    spans = list(_MATH_SPAN.finditer(inner))
+    if not spans:
+        return False
+    outside = _MATH_SPAN.sub(" ", inner)
+    return bool(_WORD.search(outside))
+
+
 def is_equivalent(pred: str | None, gold: str, *, timeout: float = VERIFY_TIMEOUT_S) -> bool:
     """Whether the predicted final answer equals the reference answer ``gold`` (`equivalence_verdict`, with an
     undecided verdict counted as not equivalent)."""
@@ -50,12 +74,18 @@ def equivalence_verdict(pred: str | None, gold: str, *, timeout: float = VERIFY_
     math-verify could not decide within its CPU budget (callers count those apart).
 
     ``None`` or blank ``pred`` (no answer) is never equivalent, nor is a blank ``gold``. Exact and
-    :func:`normalize_answer` matches return at once; otherwise math-verify decides (``verify(gold, pred)``
-    on both the raw and the normalised forms, each wrapped in ``$...$`` so a bare ``\\dfrac{9}{7}``
-    parses) in a helper process, within ``timeout`` CPU seconds (load on the machine does not change a
+    :func:`normalize_answer` matches return at once. A whole solution given as ``pred`` or ``gold``
+    (`looks_like_completion`) is graded by its final answer (:func:`extract_answer`, free text included).
+    Otherwise math-verify decides (``verify(gold, pred)`` on both the raw and the normalised forms, each
+    wrapped in ``$...$`` so a bare ``\\dfrac{9}{7}`` parses) in a helper process, within ``timeout`` CPU seconds (load on the machine does not change a
     verdict); running out is undecided (None). Inputs refused by :func:`refusal_reason` never reach
     math-verify; a prediction with stray ``$`` (`has_stray_math_delimiters`) is malformed, never equivalent.
     """
+    return _verdict(pred, gold, timeout, read_completions=True)
+
+
+def _verdict(pred: str | None, gold: str, timeout: float, *, read_completions: bool) -> bool | None:
+    """`equivalence_verdict`; ``read_completions`` False once a completion's answer has been extracted."""
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if pred is None:
@@ -65,6 +95,13 @@ def equivalence_verdict(pred: str | None, gold: str, *, timeout: float = VERIFY_
         return False
     if pred_s == gold_s:
         return True
+    # A whole solution passed as an answer: grade its final answer (extract_answer's precedence).
+    if read_completions and (looks_like_completion(pred_s) or looks_like_completion(gold_s)):
+        # When nothing can be extracted (an unclosed box), the text is compared as given, as before.
+        pred_answer = (extract_answer(pred_s, timeout=timeout) if looks_like_completion(pred_s) else None) or pred_s
+        gold_answer = (extract_answer(gold_s, timeout=timeout) if looks_like_completion(gold_s) else None) or gold_s
+        if (pred_answer, gold_answer) != (pred_s, gold_s):
+            return _verdict(pred_answer, gold_answer, timeout, read_completions=False)
     if has_stray_math_delimiters(pred_s):
         return False
     if len(pred_s) > MAX_ANSWER_CHARS or len(gold_s) > MAX_ANSWER_CHARS:
@@ -84,3 +121,4 @@ def equivalence_verdict(pred: str | None, gold: str, *, timeout: float = VERIFY_
         golds.append(norm_gold)
         preds.append(norm_pred)
     return _verify_with_helper(golds, preds, timeout)
+

@@ -143,3 +143,34 @@ def test_a_verdict_does_not_depend_on_the_machines_load():
         os.kill(helper.proc.pid, signal.SIGCONT)
     thread.join(30)
     assert result == {"v": True}
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        # A whole solution passed as the prediction (or the reference) is graded by its final answer.
+        (r"Therefore $x \geq 5$ is the solution.", r"x \ge 5", True),
+        (r"Thus, the area of the trapezoid is \(\boxed{189}\) square centimeters.", "189", True),
+        (r"We get $x = 2$, so the answer is $\boxed{3}$.", "2", False),
+        ("# Answer\n\n7", "7", True),
+        ("<think>maybe 6</think>It is $7$.", "7", True),
+        ("5", r"We find $x = 5$ and the answer is $\boxed{5}$.", True),
+    ],
+)
+def test_a_completion_is_graded_by_its_final_answer(pred: str, gold: str, expected: bool) -> None:
+    assert is_equivalent(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5", False), ("$5$", False), (r"\boxed{5}", False), (r"$\boxed{5}$", False), ("5 dollars", False),
+        (r"\$5", False), (r"\text{Monday}", False), ("$x$, $y$", False),
+        (r"x = \boxed{5}.", True), (r"Therefore $x \geq 5$ is the solution.", True), (r"\boxed{1}\boxed{2}", True),
+        ("# Answer\n\n5", True), ("<think>a</think>5", True),
+    ],
+)
+def test_looks_like_completion(text: str, expected: bool) -> None:
+    from e2h.grading.equivalence import looks_like_completion
+
+    assert looks_like_completion(text) is expected
