@@ -1,4 +1,5 @@
-"""The bounded pool of math-verify helper processes behind `is_equivalent`.
+"""The bounded pool of math-verify helper processes behind `is_equivalent` and the free-text step of
+`extract_answer` (`_verify_with_helper`, `_extract_with_helper`).
 
 math-verify runs in a persistent child process (``_verify_worker.py`` beside this file) spoken to in JSON
 lines. The caller enforces a deadline; on expiry it kills the child, answers "not equivalent" and starts a
