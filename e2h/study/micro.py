@@ -94,14 +94,26 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _NUMBER = re.compile(r"\d+")
 
 
+_MATH_DELIMITERS = re.compile(r"\\\$|\$\$|\$|\\\[|\\\]|\\\(|\\\)")  # \$ (a dollar sign), $$, $, \[, \], \(, \)
+_CLOSES = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
+
+
 def _outside_math(text: str, index: int) -> bool:
-    """Whether position `index` of `text` lies outside $...$ (an even number of unescaped dollars before it)."""
-    return text[:index].replace("\\$", "").count("$") % 2 == 0
+    """Whether position `index` of `text` lies outside inline and display math ($...$, $$...$$, \\[...\\],
+    \\(...\\)); an escaped dollar sign opens nothing."""
+    closing = None
+    for m in _MATH_DELIMITERS.finditer(text, 0, index):
+        delimiter = m.group()
+        if closing is None and delimiter in _CLOSES:
+            closing = _CLOSES[delimiter]
+        elif delimiter == closing:
+            closing = None
+    return closing is None
 
 
 def gold_steps(solution: str) -> list[str]:
     """A gold MATH solution cut into steps: its paragraphs, and each paragraph into sentences (split only
-    outside inline math). Steps keep their inner single newlines (multi-line display math stays one step)."""
+    outside math). Steps keep their inner single newlines (multi-line display math stays one step)."""
     steps = []
     for paragraph in solution.strip().split("\n\n"):
         start = 0

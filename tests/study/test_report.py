@@ -57,3 +57,29 @@ def test_report_tables_hold_the_measured_numbers_with_errors_and_chance(tmp_path
     improve = claims["PPO with the easy PRM improves hard accuracy over SFT"]
     assert improve["ours"]["difference"] == 0 and improve["reading"] == "noise"
     assert study["stage_seconds"]["sft_easy"] == 12.4 and study["stage_seconds"]["rerank"] is None
+
+
+def test_the_math_report_has_no_chance_level_and_reads_the_evaluators_validation(tmp_path):
+    """MATH answers are free-form: no chance level, no exactly-solved share (no exact checker); the evaluators
+    are read from their validation on PRM800K's rated MATH500 steps, and an AUROC below chance is 'reversed'."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from e2h.study.plan import math_plan
+
+    plan = math_plan(tmp_path, "MODEL", "PRM800K")
+    _metrics(tmp_path / "eval_sft_easy", "test", {"level_4": (0.05, 20), "hard": (0.05, 20)}, clip=0.25)
+    for rm, auroc in (("prm", 0.3), ("oprm", 0.7)):
+        with SummaryWriter(str(tmp_path / "main" / plan.runs / rm / "tb" / "version_0")) as writer:
+            writer.add_scalar("val/step_auroc_hard", 0.5, 1)
+            writer.add_scalar("val/step_auroc_hard", auroc, 2)  # the last validation counts
+            writer.add_scalar("val/step_auroc_level_4", auroc, 2)
+    text = write_report(plan).read_text()
+    assert "No chance level applies" in text and "†" not in text.split("## The Easy-to-Hard")[0]
+    assert "| SFT on easy levels (Easy-to-Hard) | - | - | - | 25% | - | - | 25% | - |" in text  # clip rate only
+    assert "| PRM | step AUROC, PRM800K rated steps | - | - | - | 0.30 | - | - | 0.30 | - |" in text
+    study = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert study["chance"] is None and abs(study["evaluator_validation"]["oprm"]["step_auroc_hard"] - 0.7) < 1e-6
+    claims = {c["claim"]: c for c in study["claims"]}
+    assert "greedy hard accuracy (no chance level" in claims["SFT on easy levels solves some hard problems"]["note"]
+    assert claims["an easy-trained PRM tells right from wrong hard steps (AUROC > 0.5)"]["reading"] == "reversed"
+    assert claims["an easy-trained OPRM tells right from wrong hard steps (AUROC > 0.5)"]["reading"] == "effect"
