@@ -4,7 +4,7 @@ here (byte-level BPE trained on MATH train, a tiny random Llama, one Hugging Fac
 stand-in on MATH train problems. Numbers from a random model mean nothing: what is checked is that every stage
 runs, hands on what the next one reads, and that the report is complete.
 
-The whole study took 5-6 minutes on 2 CPU cores shared with other jobs (--jobs 2); see docs/study-math-micro.md.
+The whole study took 4 min 43 s on 2 CPU cores shared with other jobs (--jobs 2); see docs/study-math-micro.md.
 """
 
 import json
