@@ -111,7 +111,8 @@ def normalize_record(row: Mapping[str, Any], where: str, default_id: str | None 
     if answer is None:
         from e2h.grading import extract_answer
 
-        answer = extract_answer(solution) if solution else None
+        # A reference states its answer (a box or '# Answer'); the free-text guess is for model completions.
+        answer = extract_answer(solution, free_text=False) if solution else None
         if answer is None:
             raise DataError(
                 f"{where}: no 'answer' field and no final answer (\\boxed{{}} or '# Answer') in 'solution'"

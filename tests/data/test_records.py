@@ -113,6 +113,10 @@ def test_missing_answer_and_no_boxed_is_an_error(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "noanswer.jsonl", [{"problem": "p", "solution": "no final answer here"}])
     with pytest.raises(DataError, match="record 1: no 'answer' field"):
         load_problems(str(path))
+    # a reference's answer is the one it states: the last formula of its text is not taken for it
+    path = write_jsonl(tmp_path / "unstated.jsonl", [{"problem": "p", "solution": "We get $x = 5$, so $y = 7$."}])
+    with pytest.raises(DataError, match="record 1: no 'answer' field"):
+        load_problems(str(path))
 
 
 def test_missing_file_and_unknown_suffix(tmp_path):
