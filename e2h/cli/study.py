@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.stages:
         parser.error("--quick chooses the stages itself; give --quick or --stages, not both")
     stages = set(QUICK_STAGES) if args.quick else set(args.stages) if args.stages else None
+    if stages is not None:  # the stages that build the micro study's inputs go with any selection
+        stages |= {s.name for s in plan.stages if s.module != "e2h.cli"}
     start = time.perf_counter()
     run(plan, args.jobs, stages)
     report = write_report(plan)

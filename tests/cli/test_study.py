@@ -50,6 +50,21 @@ def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
     assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()
 
 
+def test_quick_micro_builds_the_micro_inputs_first(tmp_path, monkeypatch):
+    ran: list[str] = []
+
+    def fake_run_stage(stage, plan, threads):
+        ran.append(stage.name)
+        done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
+        done_marker(plan, stage).write_text('{"seconds": 1}')
+        return 1.0
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    monkeypatch.setattr(runner, "make_links", lambda plan: None)
+    assert study_main(["--profile", "math", "--micro", "--quick", "--out", str(tmp_path)]) == 0
+    assert sorted(ran) == sorted(["micro_model", "micro_prm800k", "sft_easy", "eval_sft_easy", "sample"])
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing_on_disk(tmp_path, capsys):
     out = tmp_path / "study"
     assert study_main(["--profile", "math", "--micro", "--dry-run", "--out", str(out)]) == 0
