@@ -14,8 +14,6 @@ from e2h.grading import VERIFY_TIMEOUT_S, is_equivalent, workers
 # A call that reaches math-verify may also have to start a helper first (normally ~0.4 s; this machine's
 # cores are shared, so allow more). Screened calls return in microseconds.
 START_MARGIN_S = 20.0
-# Killing and reaping a stuck helper after its deadline.
-KILL_MARGIN_S = 2.0
 TOWER_4 = "10^{10^{10^{10}}}"
 TOWER_5 = "10^{10^{10^{10^{10}}}}"
 
@@ -83,8 +81,9 @@ def test_helper_timeout_kills_and_restarts_the_helper() -> None:
     )
     assert result is None  # undecided: the caller counts it apart (is_equivalent reads it as not equivalent)
     # A helper was ready, so nothing but its 1 s CPU budget (RLIMIT_CPU, rounded up, + 1 s grace) stands
-    # between call and return.
-    assert 1.0 <= seconds < 1.0 + KILL_MARGIN_S
+    # between call and return: ended by that, not by the wall-clock limit (120 s), however loaded the machine
+    # (on shared cores one CPU second can take several wall seconds, so the bound is the wall limit's quarter).
+    assert 1.0 <= seconds < workers.wall_limit(1.0) / 4
     assert pool.timeouts == timeouts_before + 1
     # The stuck helper is gone; the next call gets a live one and grades correctly.
     assert is_equivalent("0.25", r"\frac14") is True
