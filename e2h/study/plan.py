@@ -6,6 +6,9 @@ configs write to paths such as ``runs/tiny/sft``; each arm of the study (Easy-to
 on it, Full SFT, each ICL variant, each scorer, the final-answer-only PPO baseline) runs in its own folder
 under the study's output folder, so the same configs serve every arm without editing paths.
 
+``--micro`` (math profile) cuts every stage to a CPU's size and builds what a GPU run is given: a micro model
+and a PRM800K-format stand-in (`e2h.study.micro`), as the plan's first stages.
+
 A stage that finished leaves ``.done/<stage>`` (with its wall time); a stopped study started again skips
 those, and a training stage that was cut off resumes from its ``last.ckpt``. Independent stages run side
 by side with ``--jobs N`` (each gets cores / N threads).
@@ -145,7 +148,7 @@ def math_plan(out: Path, model: str | None, prm800k: str | None, data: Path | No
 
     The configs read `../shared/data/...` relative to where they run: the runner links ``shared/data`` beside
     the workspaces to `data` (default: `default_data`). With `micro`, every stage is cut to a CPU's size
-    (`MICRO`, on top of the smoke limits); a missing `model` is built (`e2h.study.micro.build_micro_model`) and
+    (`micro_args`, on top of the smoke limits); a missing `model` is built (`e2h.study.micro.build_micro_model`) and
     a missing `prm800k` file is the stand-in of `e2h.study.micro.write_prm800k_standin`, both as stages."""
     if not micro and (model is None or prm800k is None):
         raise ValueError("the math plan needs a model and a PRM800K file (or micro=True, which makes both)")

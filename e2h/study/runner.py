@@ -43,7 +43,8 @@ def make_links(plan: Plan) -> None:
         if link.is_symlink() or link.exists():
             continue
         if not Path(target).is_dir():
-            raise FileNotFoundError(f"{relative} would link to {target}, which is not a folder (the data the configs read)")
+            raise FileNotFoundError(f"{relative} would link to {target}, which is not a folder: the configs read their "
+                                    "data there (give bin/study.py --data DIR, or set E2H_SHARED_DATA)")
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(Path(target).resolve(), target_is_directory=True)
 
