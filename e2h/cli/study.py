@@ -2,7 +2,7 @@
 
     python bin/study.py --profile tiny                       # the synthetic benchmark on CPU
     python bin/study.py --profile math --model MODEL --prm800k FILE   # MATH train / MATH500, GPUs
-    python bin/study.py --profile math --micro --jobs 2      # every MATH stage on a CPU, micro model (~5 min)
+    python bin/study.py --profile math --micro --jobs 2      # every MATH stage on a CPU, micro model (3-5 min)
     python bin/study.py --profile tiny --dry-run             # print the plan (stages and commands)
 
 The micro study's inputs can also be built alone (`e2h.study.micro`):
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prm800k", help="math profile: PRM800K phase-2 train file (raw schema, JSONL)")
     parser.add_argument("--micro", action="store_true",
                         help="math profile on a CPU: every stage cut to a subset of problems and a few steps; without "
-                             "--model / --prm800k it builds a micro model and a PRM800K-format stand-in (~5 minutes)")
+                             "--model / --prm800k it builds a micro model and a PRM800K-format stand-in (3-5 minutes)")
     parser.add_argument("--data", help="math profile: the data folder holding math/ and prm800k/ "
                                        "(default: $E2H_SHARED_DATA, else ../shared/data beside the checkout)")
     parser.add_argument("--out", help="the study's folder (default: runs/study-PROFILE, runs/study-math-micro)")

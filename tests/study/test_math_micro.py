@@ -4,7 +4,8 @@ here (byte-level BPE trained on MATH train, a tiny random Llama, one Hugging Fac
 stand-in on MATH train problems. Numbers from a random model mean nothing: what is checked is that every stage
 runs, hands on what the next one reads, and that the report is complete.
 
-The whole study took 4 min 43 s on 2 CPU cores shared with other jobs (--jobs 2); see docs/study-math-micro.md.
+The whole study took 2 min 45 s on 2 lightly loaded CPU cores and 4 min 43 s on busy ones (--jobs 2); see
+docs/study-math-micro.md.
 """
 
 import json
@@ -13,12 +14,12 @@ import pytest
 
 from e2h.cli.prm800k import main as prm800k_main
 from e2h.cli.study import main as study_main
+from e2h.data.prompts import PromptFormat
+from e2h.data.records import load_problems
 from e2h.data.step_solutions import read_step_solutions
 from e2h.study.micro import build_micro_tokenizer, gold_steps, write_prm800k_standin
 from e2h.study.plan import done_marker, math_plan
 from e2h.text.encoding import encode_sft, encode_step_solution
-from e2h.data.prompts import PromptFormat
-from e2h.data.records import load_problems
 
 
 @pytest.fixture(scope="module")
