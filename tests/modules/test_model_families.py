@@ -11,7 +11,7 @@ from lightning.pytorch import Trainer
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification
 
 from e2h.datamodules import ProblemSource
-from e2h.datamodules.reward_model import StepSource
+from e2h.datamodules.reward_model import ScoreInput, StepSource
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.modules import GeneratorModule, PPOModule, RewardModelModule
 from e2h.modules.ppo_args import BatchSizes, Sampling
@@ -69,12 +69,21 @@ def test_the_generator_fits_is_graded_and_samples_with_both_backends(family, tmp
     assert texts["generate"][0][0].text == texts["static"][0][0].text  # the same greedy tokens
 
 
-def test_the_reward_model_fits_and_scores(family, tmp_path, steps_data):
+def test_the_reward_model_fits_and_scores(family, tmp_path, steps_data, write_jsonl):
     _, _, rm = family
     module = RewardModelModule(model=rm, supervision="both")
     dm = steps_data(tokenizer=None, train=[StepSource(split="train", levels=[1], limit=8, synthetic_per_level=SMALL)])
     _trainer(tmp_path, max_steps=2).fit(module, datamodule=dm)
     assert math.isfinite(float(module._last_loss))
+    # scoring a sampled completion: one finite score per step, the solution's score their minimum
+    completion = "1+2=3 3+4\n\n3+4=7\n\n# Answer\n\n7"
+    line = {"problem_id": "p", "sample_index": 0, "level": 1, "prompt": "# Question\n\n1+2+4\n\n# Solution\n\n",
+            "completion": completion, "answer": "7", "gold": "7", "correct": True}
+    samples = write_jsonl(tmp_path / "samples.jsonl", [line])
+    scoring = steps_data(tokenizer=None, train=[], predict=ScoreInput(path=str(samples)))
+    ((row,),) = _trainer(tmp_path).predict(module, datamodule=scoring)
+    assert len(row["step_scores"]) == 2 and all(0 < s < 1 for s in row["step_scores"])
+    assert row["score"] == pytest.approx(min(row["step_scores"]))
 
 
 def test_ppo_makes_a_rollout_and_a_step(family, tmp_path, ppo_data):
