@@ -35,31 +35,28 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     assert study_main(["--profile", "tiny", "--smoke", "--out", str(tmp_path)]) == 0
 
 
-def test_quick_runs_the_generator_side_only(tmp_path, monkeypatch):
-    ran: list[str] = []
+@pytest.fixture
+def ran(monkeypatch) -> list[str]:
+    """The names of the stages the study runs, in order; each stage only marked done, nothing run."""
+    names: list[str] = []
 
     def fake_run_stage(stage, plan, threads):
-        ran.append(stage.name)
+        names.append(stage.name)
         done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
         done_marker(plan, stage).write_text('{"seconds": 1}')
         return 1.0
 
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    return names
+
+
+def test_quick_runs_the_generator_side_only(tmp_path, ran):
     assert study_main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
     assert ran == ["sft_easy", "eval_sft_easy", "sample"]
     assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()
 
 
-def test_quick_micro_builds_the_micro_inputs_first(tmp_path, monkeypatch):
-    ran: list[str] = []
-
-    def fake_run_stage(stage, plan, threads):
-        ran.append(stage.name)
-        done_marker(plan, stage).parent.mkdir(parents=True, exist_ok=True)
-        done_marker(plan, stage).write_text('{"seconds": 1}')
-        return 1.0
-
-    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+def test_quick_micro_builds_the_micro_inputs_first(tmp_path, monkeypatch, ran):
     monkeypatch.setattr(runner, "make_links", lambda plan: None)
     assert study_main(["--profile", "math", "--micro", "--quick", "--out", str(tmp_path)]) == 0
     assert sorted(ran) == sorted(["micro_model", "micro_prm800k", "sft_easy", "eval_sft_easy", "sample"])
