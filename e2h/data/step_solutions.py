@@ -26,10 +26,12 @@ from e2h.data.records import parse_level
 def split_steps(solution: str) -> list[str]:
     """The steps of a solution text: the chunks between blank lines.
 
-    The paper's answer section (``# Answer`` then the answer) is attached to the step before it, as in
-    PRM800K, where the last rated step carries the final answer. So ``"a\n\nb\n\n# Answer\n\n3"``
-    has two steps, ``"a"`` and ``"b\n\n# Answer\n\n3"``; joining the steps with `STEP_SEPARATOR` gives
-    the text back.
+    The paper's answer section (``# Answer`` then the answer) is attached to the step before it, so the last
+    step's score is read after the final answer. So ``"a\n\nb\n\n# Answer\n\n3"`` has two steps, ``"a"``
+    and ``"b\n\n# Answer\n\n3"``; joining the steps with `STEP_SEPARATOR` gives the text back. (PRM800K's
+    records keep ``# Answer\n\nX`` as a rated step of its own: a reward model trained on them is read, on a
+    sampled completion, at the answer's end, where its answer step was trained, but not separately at the
+    end of the step before it.)
     """
     chunks = solution.split(STEP_SEPARATOR)
     steps: list[str] = []
