@@ -176,12 +176,18 @@ def load_rows(source: str, split: str = "train", name: str | None = None) -> Ite
         return datasets.load_dataset(source, name, split=split)
     if builder == "json" and _is_blank(source):
         raise DataError(f"{source}: the file holds no records (it is empty or blank)")
+    verbosity = datasets.logging.get_verbosity()
+    # datasets logs its own parse error ("Failed to load JSON from file ... in row 1") before raising; the one
+    # line below, with the file's line and column, says it better
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         return datasets.load_dataset(builder, data_files={split: source}, split=split)
     except Exception as e:  # datasets wraps parse errors in its own types; find the line ourselves
         if builder == "json" and source.endswith(".jsonl"):
             _locate_json_error(source)
         raise DataError(f"{source}: could not be loaded ({type(e).__name__}: {e})") from e
+    finally:
+        datasets.logging.set_verbosity(verbosity)
 
 
 def load_problems(source: str, split: str = "train", name: str | None = None) -> list[Problem]:
