@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="stages run side by side (CPU profile: 2 on 2 cores)")
     parser.add_argument("--stages", nargs="+", help="run only these stages (their inputs must be done)")
     parser.add_argument("--quick", action="store_true",
-                        help=f"only {', '.join(QUICK_STAGES)}: the generator side of the study (~15 minutes on 2 CPU cores)")
+                        help=f"only {', '.join(QUICK_STAGES)}: the generator side of the study (16 minutes measured on 2 CPU cores)")
     parser.add_argument("--smoke", action="store_true",
                         help="cut every stage to a few steps and batches: checks the pipeline end to end (minutes)")
     parser.add_argument("--dry-run", action="store_true", help="print the stages and their commands, run nothing")
