@@ -3,13 +3,12 @@ math-verify in a bounded helper process (see the package docstring for the time 
 
 from __future__ import annotations
 
-import math
 import re
 
 from e2h.grading.extraction import _ANSWER_HEADING, _BOX_OPENER, _box_at, _THINK_CLOSE, _strip_math_delimiters, extract_answer
 from e2h.grading.normalization import _TEXT_MACRO, normalize_answer
 from e2h.grading.screening import MAX_ANSWER_CHARS, refusal_reason
-from e2h.grading.workers import VERIFY_TIMEOUT_S, _verify_with_helper
+from e2h.grading.workers import VERIFY_TIMEOUT_S, _verify_with_helper, check_timeout
 
 
 def _is_text_answer(gold: str, normalized_gold: str) -> bool:
@@ -86,8 +85,7 @@ def equivalence_verdict(pred: str | None, gold: str, *, timeout: float = VERIFY_
 
 def _verdict(pred: str | None, gold: str, timeout: float, *, read_completions: bool) -> bool | None:
     """`equivalence_verdict`; ``read_completions`` False once a completion's answer has been extracted."""
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    check_timeout(timeout)
     if pred is None:
         return False
     pred_s, gold_s = pred.strip(), gold.strip()
@@ -96,10 +94,11 @@ def _verdict(pred: str | None, gold: str, timeout: float, *, read_completions: b
     if pred_s == gold_s:
         return True
     # A whole solution passed as an answer: grade its final answer (extract_answer's precedence).
-    if read_completions and (looks_like_completion(pred_s) or looks_like_completion(gold_s)):
+    if read_completions:
         # When nothing can be extracted (an unclosed box), the text is compared as given, as before.
-        pred_answer = (extract_answer(pred_s, timeout=timeout) if looks_like_completion(pred_s) else None) or pred_s
-        gold_answer = (extract_answer(gold_s, timeout=timeout) if looks_like_completion(gold_s) else None) or gold_s
+        pred_answer, gold_answer = (
+            (extract_answer(s, timeout=timeout) if looks_like_completion(s) else None) or s for s in (pred_s, gold_s)
+        )
         if (pred_answer, gold_answer) != (pred_s, gold_s):
             return _verdict(pred_answer, gold_answer, timeout, read_completions=False)
     if has_stray_math_delimiters(pred_s):
@@ -121,4 +120,3 @@ def _verdict(pred: str | None, gold: str, timeout: float, *, read_completions: b
         golds.append(norm_gold)
         preds.append(norm_pred)
     return _verify_with_helper(golds, preds, timeout)
-

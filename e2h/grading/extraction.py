@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from e2h.data.prompts import ANSWER_HEADING
-from e2h.grading.workers import VERIFY_TIMEOUT_S, _extract_with_helper
+from e2h.grading.workers import VERIFY_TIMEOUT_S, _extract_with_helper, check_timeout
 
 # Text that ends a generation: tokenizer end markers some decoders leave in the text.
 _EOS_MARKERS = ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<eos>")
@@ -233,8 +233,7 @@ def extract_answer(text: str, *, free_text: bool = True, timeout: float = VERIFY
     never finished must not earn a lucky answer from whatever formula it was writing when it stopped. It
     keeps the declared forms (1 and 2), which are what the model chose to state as its answer.
     """
-    if not (timeout > 0 and timeout < float("inf")):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    check_timeout(timeout)
     after = _after_reasoning_trace(text)
     if after is None:
         return None

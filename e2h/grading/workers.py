@@ -112,7 +112,7 @@ class _Worker:
             return None
         return message if isinstance(message, dict) else None
 
-    def _ask(self, request: dict, timeout: float) -> dict | None:
+    def ask(self, request: dict, timeout: float) -> dict | None:
         """Send one request (an ``id`` is added) and wait for its reply; None when it timed out or died."""
         assert self.proc.stdin is not None
         self._next_id += 1
@@ -133,21 +133,6 @@ class _Worker:
                 if "error" in reply:
                     logger.debug("math-verify helper error: %s", reply["error"])
                 return reply
-
-    def compare(self, golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool | None:
-        """math-verify's verdict on the pairs (golds[i], preds[i]); None when it timed out or died."""
-        reply = self._ask({"golds": list(golds), "preds": list(preds)}, timeout)
-        if reply is None:
-            return None
-        return False if "error" in reply else bool(reply.get("equivalent"))
-
-    def extract(self, text: str, timeout: float) -> tuple[bool, str | None]:
-        """(finished, answer): math-verify's last expression in free text; finished is False on timeout/death."""
-        reply = self._ask({"extract": text}, timeout)
-        if reply is None:
-            return False, None
-        answer = reply.get("answer")
-        return True, answer if isinstance(answer, str) and "error" not in reply else None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -264,24 +249,37 @@ def _shutdown() -> None:
         _pool.close()
 
 
+def check_timeout(timeout: float) -> None:
+    """A helper's CPU budget must be a positive, finite number of seconds."""
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def _ask_helper(request: dict, timeout: float) -> dict | None:
+    """One request to a helper of this process's pool; its reply, or None when the helper ran out of its CPU
+    budget or died (it is then stopped, and a fresh one starts on the next call)."""
+    pool = _pool_for_this_process()
+    worker = pool.acquire(WORKER_START_TIMEOUT_S)
+    reply = None
+    try:
+        reply = worker.ask(request, timeout)
+    finally:
+        # Any exception here (KeyboardInterrupt while waiting) leaves the helper's state unknown: kill it.
+        pool.release(worker, reply is not None)
+    return reply
+
+
 def _verify_with_helper(golds: Sequence[str], preds: Sequence[str], timeout: float) -> bool | None:
     """math-verify on (golds[i], preds[i]) pairs in a helper, True if any pair verifies; None (undecided) when
     the helper ran out of its CPU budget or died."""
-    pool = _pool_for_this_process()
-    worker = pool.acquire(WORKER_START_TIMEOUT_S)
-    healthy = False
-    try:
-        verdict = worker.compare(golds, preds, timeout)
-        healthy = verdict is not None
-    finally:
-        # Any exception here (KeyboardInterrupt while waiting) leaves the helper's state unknown: kill it.
-        pool.release(worker, healthy)
-    if verdict is None:
+    reply = _ask_helper({"golds": list(golds), "preds": list(preds)}, timeout)
+    if reply is None:
         logger.warning(
             "math-verify gave no answer within %.3g CPU seconds (gold %.60r, prediction %.60r); counted as not "
             "equivalent (undecided), helper stopped (a fresh one starts on the next call)", timeout, golds[0], preds[0],
         )
-    return verdict
+        return None
+    return False if "error" in reply else bool(reply.get("equivalent"))
 
 
 #: Longest free text handed to math-verify's extraction: only this many characters at the end of a
@@ -293,16 +291,12 @@ def _extract_with_helper(text: str, timeout: float) -> str | None:
     """math-verify's last mathematical expression in ``text`` (its tail, MAX_FREE_TEXT_CHARS), run in a helper
     within ``timeout`` CPU seconds; None when it finds none, ran out of time or died."""
     text = text[-MAX_FREE_TEXT_CHARS:]
-    pool = _pool_for_this_process()
-    worker = pool.acquire(WORKER_START_TIMEOUT_S)
-    healthy = False
-    try:
-        healthy, answer = worker.extract(text, timeout)
-    finally:
-        pool.release(worker, healthy)
-    if not healthy:
+    reply = _ask_helper({"extract": text}, timeout)
+    if reply is None:
         logger.warning(
             "math-verify found no answer in free text within %.3g CPU seconds (text ending %.60r); counted as "
             "no answer, helper stopped (a fresh one starts on the next call)", timeout, text[-60:],
         )
-    return answer
+        return None
+    answer = reply.get("answer")
+    return answer if isinstance(answer, str) and "error" not in reply else None
