@@ -25,18 +25,19 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" -"))
 
 
-def condense(message: str) -> str:
-    """The deepest failing option of a jsonargparse message, as ``KEY: got VALUE; expected TYPES``.
+def condense(message: str) -> tuple[str | None, str]:
+    """The deepest failing option of a jsonargparse message and one line about it (``KEY: got VALUE; expected
+    TYPES``).
 
     The message is a tree: ``Parser key "model":`` holds the errors of each type the value could be, one of
     which (``Problem with given class_path ...``) holds ``Parser key "optimizer":`` and so on. The deepest
     key is the option the user got wrong; its ancestors give its full name. A message with no such tree
-    (an unknown option, a missing file) is returned as it is.
+    (an unknown option, a missing file) is returned as it is, with no option.
     """
     lines = message.splitlines()
     keys = [(i, _indent(line), m.group(1)) for i, line in enumerate(lines) if (m := _KEY.search(line))]
     if len(lines) < 4 or not keys:
-        return message
+        return None, message
     deepest = max(keys, key=lambda k: k[1])
     # The ancestors: the nearest key above at each smaller indentation.
     path, depth = [deepest[2]], deepest[1]
@@ -56,8 +57,9 @@ def condense(message: str) -> str:
         if b.startswith("Problem with given class_path") and after and "Parser key" not in after:
             cls = b.split(" ")[-1].strip(":'")
             if unknown := re.fullmatch(r"Option '([^']+)' is not accepted", after):
-                return f"{option}.init_args.{unknown.group(1)}: {cls} has no such argument"
-            return f"{option} ({cls}): {after}"
+                option = f"{option}.init_args.{unknown.group(1)}"
+                return option, f"{option}: {cls} has no such argument"
+            return option, f"{option} ({cls}): {after}"
     given = next((b.split(":", 1)[1].strip() for b in body if b.startswith("Given value:")), None)
     if given is not None:
         given = given.split(". Got value:")[0]
@@ -74,7 +76,7 @@ def condense(message: str) -> str:
     if given == "None":
         text += (" (a null given for an option inside another on the command line reaches the parser as the text"
                  " 'None': write the value out, e.g. the list of levels, or set it to null in a YAML config)")
-    return text
+    return option, text
 
 
 def where_set(option: str, command_line: list[str]) -> str | None:
@@ -119,14 +121,11 @@ class ConciseArgumentParser(LightningArgumentParser):
     command_line: list[str] = []  # the arguments being parsed (set by the CLI), to say where a value came from
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error:
-            return super().error(message, ex)
-        if debug_mode_active():
+        if not self.exit_on_error or debug_mode_active():
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        text = condense(message)
-        option = text.split(":", 1)[0].split(" ", 1)[0]
-        where = where_set(option, self.command_line) if text != message else None
+        option, text = condense(message)
+        where = where_set(option, self.command_line) if option else None
         sys.stderr.write(f"error: {text}{f' ({where})' if where else ''}\n")
         sys.stderr.write(f"(options: {parser.prog.replace(' [options]', '')} --help; the parser's full message: "
                          "JSONARGPARSE_DEBUG=true)\n")

@@ -286,11 +286,11 @@ SMOKE = {
 # 32 new tokens are far below MATH solutions' length: the budget check warns instead of stopping the stage.
 MICRO_GENERATION = ["--model.init_args.max_new_tokens", "32", "--model.init_args.budget_check", "warn"]
 MICRO_EVAL = ["--data.init_args.test.limit", "24", "--data.init_args.eval_batch_size", "24", *MICRO_GENERATION]
-MICRO_FIT = ["--trainer.accumulate_grad_batches", "1", "--data.init_args.batch_size", "1", "--trainer.log_every_n_steps", "1"]
+MICRO_STEPS = ["--trainer.accumulate_grad_batches", "1", "--trainer.log_every_n_steps", "1"]
+MICRO_FIT = [*MICRO_STEPS, "--data.init_args.batch_size", "1"]
 MICRO_SAMPLE = ["--data.init_args.predict.limit", "24", "--data.init_args.eval_batch_size", "24",
                 "--model.init_args.num_samples", "4", *MICRO_GENERATION]
-MICRO_PPO = ["--trainer.accumulate_grad_batches", "1", "--trainer.log_every_n_steps", "1",
-             "--model.init_args.batch", '{"rollout": 4, "minibatch": 2, "ppo_epochs": 1, "generation": 4, "forward": 4}',
+MICRO_PPO = [*MICRO_STEPS, "--model.init_args.batch", '{"rollout": 4, "minibatch": 2, "ppo_epochs": 1, "generation": 4, "forward": 4}',
              "--model.init_args.sampling.max_new_tokens", "32", "--model.init_args.sampling.budget_check", "warn",
              "--model.init_args.eval_max_new_tokens", "32",
              "--data.init_args.train.limit", "32", "--data.init_args.val.limit", "8", "--data.init_args.eval_batch_size", "8"]

@@ -41,9 +41,8 @@ def remove_unused_log_folder(trainer: Trainer) -> None:
     attempt leaves an empty ``tb/version_N`` and TensorBoard lists runs that never ran. A resumed run, or one
     that got past its first step, keeps its folder."""
     logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero or trainer.global_step > 0:
-        return
-    if trainer.ckpt_path is not None:
+    if (not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero or trainer.global_step > 0
+            or trainer.ckpt_path is not None):
         return
     folder = logger.log_dir
     if not os.path.isdir(folder):

@@ -49,7 +49,7 @@ def test_an_unknown_argument_of_the_chosen_class_is_named(capsys):
 
 
 def test_a_message_without_a_type_tree_is_kept_as_it_is():
-    assert condense("unrecognized arguments: --x 1") == "unrecognized arguments: --x 1"
+    assert condense("unrecognized arguments: --x 1") == (None, "unrecognized arguments: --x 1")
 
 
 def test_a_fit_that_fails_before_its_first_step_leaves_no_log_folder(tmp_path, monkeypatch, capsys):
