@@ -312,14 +312,14 @@ def _claims(study: dict[str, Any]) -> list[dict[str, Any]]:
     for rm in ("prm", "oprm"):
         auroc = study["evaluators"].get(rm, {}).get("by_subset", {}).get("hard")
         validated = study.get("evaluator_validation", {}).get(rm, {}).get("step_auroc_hard")
-        if auroc and auroc["auroc"] is not None:
-            claims.append({"claim": f"an easy-trained {rm.upper()} tells right from wrong hard steps (AUROC > 0.5)",
-                           "ours": {"difference": auroc["auroc"] - 0.5, "se": None},
-                           "note": f"AUROC {auroc['auroc']:.2f} on {auroc['steps']} labelled hard steps"})
-        elif validated is not None:
-            claims.append({"claim": f"an easy-trained {rm.upper()} tells right from wrong hard steps (AUROC > 0.5)",
-                           "ours": {"difference": validated - 0.5, "se": None},
-                           "note": f"AUROC {validated:.2f} on PRM800K's rated steps of hard MATH500 problems"})
+        if auroc and auroc["auroc"] is not None:  # on the generator's own samples (exact checker)
+            value, measured_on = auroc["auroc"], f"{auroc['steps']} labelled hard steps"
+        elif validated is not None:  # MATH: PRM800K's human-rated steps
+            value, measured_on = validated, "PRM800K's rated steps of hard MATH500 problems"
+        else:
+            continue
+        claims.append({"claim": f"an easy-trained {rm.upper()} tells right from wrong hard steps (AUROC > 0.5)",
+                       "ours": {"difference": value - 0.5, "se": None}, "note": f"AUROC {value:.2f} on {measured_on}"})
     rerank = study["reranking"]
     if rerank:
         for rm in ("prm", "oprm", "orm"):
