@@ -36,6 +36,13 @@ A rollout, step by step (`e2h.rl.maths` for the math, `e2h.rl.rewards` for the s
 5. reward scaling by the std (mean kept), GAE, whitened advantages (``optimisation``);
 6. per micro-batch: clipped policy loss + ``vf_coef`` x clipped value loss.
 
+**GRPO** (``optimisation.advantage: group``, ``batch.group: G``; Shao et al. 2024) is the same module without
+the value model: each prompt is sampled G times in the rollout, steps 1-4 are as above, and step 5 becomes a
+response's task reward (its step-4 rewards summed, KL excluded) minus its group's mean, divided by the group's
+std (`e2h.rl.maths.group_advantages`), for every token of the response; step 6 is the clipped policy loss
+plus ``rewards.kl_coef`` x the mean per-token KL to the reference (k3 in the GRPO paper), a loss term rather
+than a reward. ``configs/tiny/grpo.yaml`` is the tiny study's.
+
 Checkpoints resume exactly when they are taken at rollout boundaries (every K optimizer steps): the
 policy, value, optimizer, scheduler, KL controller and the data position are restored and the next rollout is
 regenerated from its seed. A checkpoint inside a rollout cannot resume (the rollout it trained on was made
@@ -158,7 +165,20 @@ class PPOModule(LightningModule):
                 "rewards.process and rewards.orm_weight read a reward model: give `reward_model` (a PRM / ORM "
                 "export), or set rewards: {process: null, orm_weight: 0} for a final-answer-only reward"
             )
-        if reward_model is None and value_model is None and policy is None:
+        if self.optimisation.group_relative:
+            if self.batch.group < 2:
+                raise ValueError(
+                    "optimisation.advantage: group compares each prompt's responses: set batch.group to 2 or more "
+                    f"(got {self.batch.group})"
+                )
+            if value_model is not None:
+                raise ValueError("optimisation.advantage: group (GRPO) has no value model; leave value_model null")
+        elif self.batch.group != 1:
+            raise ValueError(
+                f"batch.group {self.batch.group} samples several responses per prompt, which only group-relative "
+                "advantages use: set optimisation.advantage: group (GRPO), or batch.group: 1 for PPO"
+            )
+        if reward_model is None and value_model is None and policy is None and not self.optimisation.group_relative:
             raise ValueError("without a reward model the value model starts from `value_model` or `policy`; give one")
         if tokenizer is None and policy is None:
             raise ValueError("a from-scratch policy needs `tokenizer` (e.g. 'char' or a tokenizer path)")
@@ -202,8 +222,9 @@ class PPOModule(LightningModule):
             self.reference = build_causal_lm(h.reference or h.policy, None, self.tokenizer, h.dtype, h.attn_implementation)
         else:  # from scratch: the reference is the policy's starting point
             self.reference = copy.deepcopy(self.policy)
-        self.value = build_reward_backbone(h.value_model or h.reward_model or h.policy, None, self.tokenizer, h.dtype,
-                                           h.attn_implementation, h.gradient_checkpointing)
+        if not self.optimisation.group_relative:  # GRPO has no value model
+            self.value = build_reward_backbone(h.value_model or h.reward_model or h.policy, None, self.tokenizer,
+                                               h.dtype, h.attn_implementation, h.gradient_checkpointing)
         if h.reward_model is not None:  # none for a final-answer-only reward
             self.reward_model = build_reward_backbone(h.reward_model, None, self.tokenizer, h.dtype, h.attn_implementation)
             check_same_vocabulary(self.tokenizer, h.reward_model)
@@ -286,14 +307,15 @@ class PPOModule(LightningModule):
             tokens = responses[s]
             parts["old_logp"].append(self._token_logp(self._response_logits(self.policy, ids[s], attention[s], width), tokens))
             parts["ref_logp"].append(self._token_logp(self._response_logits(self.reference, ids[s], attention[s], width), tokens))
-            parts["values"].append(self._values(ids[s], attention[s], width))
+            if self.value is not None:
+                parts["values"].append(self._values(ids[s], attention[s], width))
             if self.reward_model is None:  # final-answer-only reward: no scores are read
                 parts["rm_probs"].append(torch.zeros(ids[s].shape[0], width, device=ids.device))
                 continue
             positions = left_padded_positions(attention[s])
             rm = self.reward_model(input_ids=ids[s], attention_mask=attention[s], position_ids=positions)
             parts["rm_probs"].append(torch.sigmoid(rm.logits.squeeze(-1)[:, -width:].float()))
-        return {k: torch.cat(v) for k, v in parts.items()}
+        return {k: torch.cat(v) for k, v in parts.items() if v}
 
     # --- rollout -----------------------------------------------------------------------------------------
 
@@ -368,6 +390,8 @@ class PPOModule(LightningModule):
         """Generate, score and compute advantages for one rollout (steps 1-5 of the module docstring)."""
         r, o = self.rewards, self.optimisation
         start = time.perf_counter()
+        # A group's responses sit side by side (what `e2h.rl.maths.group_advantages` expects); PPO: groups of 1.
+        records = [record for record in records for _ in range(self.batch.group)]
         ids, attention, width_p = self.generate_rollout([r["prompt"] for r in records], rollout_number)
         generated = time.perf_counter()
         width = ids.shape[1] - width_p
@@ -375,7 +399,8 @@ class PPOModule(LightningModule):
         mask &= attention[:, width_p:].bool()
         scored = self._score_rollout_tokens(ids, attention, width)
         for name in ("old_logp", "ref_logp", "values"):
-            self._check_finite(f"rollout {name.replace('_', ' ')}", scored[name], mask)
+            if name in scored:
+                self._check_finite(f"rollout {name.replace('_', ' ')}", scored[name], mask)
 
         rewards_per_response = []
         for b, record in enumerate(records):
@@ -386,17 +411,25 @@ class PPOModule(LightningModule):
         placed = rl.place_rewards([r.pairs for r in rewards_per_response], mask.shape, device=ids.device)
         kl = kl_penalty(scored["old_logp"], scored["ref_logp"], r.kl_estimator, r.kl_clamp)
         kl_coef = self.kl_controller.value
-        rewards = rl.token_rewards(placed, kl, kl_coef, mask)
-        self._check_finite("per-token rewards", rewards, mask)
-        if r.scale:
-            mean, std = self._global_mean_std(rewards, mask)
-            rewards = rl.scale_rewards_by_std(rewards, mask, std=std, mean=mean)
-        advantages, returns = rl.gae(rewards, scored["values"], mask, o.gamma, o.lam)
-        if o.whiten_advantages:
-            mean, std = self._global_mean_std(advantages, mask)
-            advantages = rl.masked_whiten(advantages, mask, mean=mean, std=std)
+        if o.group_relative:
+            # GRPO: a response's task reward (outcome, process, ORM, penalty: its placed rewards summed) against
+            # its group's, the same for each of its tokens; the KL is a loss term in training_step.
+            scores = rl.masked_sum(placed, mask, dim=1)
+            per_response = rl.group_advantages(scores, self.batch.group, o.group_std)
+            advantages = torch.where(mask, per_response.unsqueeze(1), torch.zeros((), device=mask.device))
+            returns = None
+        else:
+            rewards = rl.token_rewards(placed, kl, kl_coef, mask)
+            self._check_finite("per-token rewards", rewards, mask)
+            if r.scale:
+                mean, std = self._global_mean_std(rewards, mask)
+                rewards = rl.scale_rewards_by_std(rewards, mask, std=std, mean=mean)
+            advantages, returns = rl.gae(rewards, scored["values"], mask, o.gamma, o.lam)
+            if o.whiten_advantages:
+                mean, std = self._global_mean_std(advantages, mask)
+                advantages = rl.masked_whiten(advantages, mask, mean=mean, std=std)
+            self._check_finite("returns", returns, mask)
         self._check_finite("advantages", advantages, mask)
-        self._check_finite("returns", returns, mask)
 
         mean_seq_kl = self._global_mean(rl.masked_sum(kl, mask, dim=1))  # padding may hold an inf k3 estimate
         self.kl_controller.update(mean_seq_kl, int(len(records) * self.rollout_plan().world))
@@ -404,8 +437,9 @@ class PPOModule(LightningModule):
         self._timing = {"generation": generated - start, "scoring": done - generated}
         self._log_rollout(rewards_per_response, records, mask, stopped, kl, kl_coef, mean_seq_kl, scored, returns)
         self.rollouts_made += 1
-        return Rollout(rollout_number, ids, attention, width_p, mask, scored["old_logp"], scored["values"],
-                       advantages, returns, ready_at=done)
+        return Rollout(rollout_number, ids, attention, width_p, mask, scored["old_logp"], scored.get("values"),
+                       advantages, returns, ready_at=done,
+                       ref_logp=scored["ref_logp"] if o.group_relative else None)
 
     # --- training ------------------------------------------------------------------------------------------
 
@@ -426,23 +460,34 @@ class PPOModule(LightningModule):
         tokens = ids[:, -width:]
         logits = self._response_logits(self.policy, ids, attention, width)
         logp = self._token_logp(logits, tokens)
-        values = self._values(ids, attention, width)
         cut = slice(0, width)
         o = self.optimisation
         pg_loss, pg_clip, approx_kl = rl.policy_loss(
             logp, rollout.old_logp[index][:, cut], rollout.advantages[index][:, cut], mask, o.clip
         )
-        vf_loss, vf_clip = rl.value_loss(
-            values, rollout.old_values[index][:, cut], rollout.returns[index][:, cut], mask, o.value_clip
-        )
-        loss = pg_loss + o.vf_coef * vf_loss
         with torch.no_grad():
             entropy = rl.entropy_from_logits(logits.detach(), mask)
-        self._checks = {"policy loss": pg_loss.detach(), "value loss": vf_loss.detach(), "loss": loss.detach()}
+        logged = {"loss/policy": pg_loss, "policy/clip_fraction": pg_clip, "policy/approx_kl": approx_kl,
+                  "policy/entropy": entropy}
+        if o.group_relative:
+            # GRPO's KL to the reference is a loss term, differentiated through the current policy's log-probs.
+            r = self.rewards
+            kl = kl_penalty(logp, rollout.ref_logp[index][:, cut], r.kl_estimator, r.kl_clamp)
+            kl_loss = rl.masked_mean(kl, mask)
+            loss = pg_loss + self.kl_controller.value * kl_loss
+            logged["loss/kl"] = kl_loss
+        else:
+            values = self._values(ids, attention, width)
+            vf_loss, vf_clip = rl.value_loss(
+                values, rollout.old_values[index][:, cut], rollout.returns[index][:, cut], mask, o.value_clip
+            )
+            loss = pg_loss + o.vf_coef * vf_loss
+            logged.update({"loss/value": vf_loss, "value/clip_fraction": vf_clip})
+        self._checks = {"policy loss": pg_loss.detach(), "loss": loss.detach()}
+        if "loss/value" in logged:
+            self._checks["value loss"] = logged["loss/value"].detach()
         n = len(index)
-        for name, value in (("loss/total", loss), ("loss/policy", pg_loss), ("loss/value", vf_loss),
-                            ("policy/clip_fraction", pg_clip), ("policy/approx_kl", approx_kl),
-                            ("policy/entropy", entropy), ("value/clip_fraction", vf_clip)):
+        for name, value in {"loss/total": loss, **logged}.items():
             self.log(f"train/{name}", value.detach(), batch_size=n, prog_bar=name == "loss/total")
         return loss
 
@@ -465,10 +510,13 @@ class PPOModule(LightningModule):
             self.log(f"time/{name}_fraction", seconds / max(total, 1e-9), batch_size=1)
 
     def configure_optimizers(self):
-        value_group: dict[str, Any] = {"params": [p for p in self.value.parameters() if p.requires_grad], "name": "value"}
-        if self.optimisation.value_lr is not None:
-            value_group["lr"] = self.optimisation.value_lr
-        groups = [{"params": [p for p in self.policy.parameters() if p.requires_grad], "name": "policy"}, value_group]
+        groups = [{"params": [p for p in self.policy.parameters() if p.requires_grad], "name": "policy"}]
+        if self.value is not None:  # GRPO has none
+            value_group: dict[str, Any] = {"params": [p for p in self.value.parameters() if p.requires_grad],
+                                           "name": "value"}
+            if self.optimisation.value_lr is not None:
+                value_group["lr"] = self.optimisation.value_lr
+            groups.append(value_group)
         return optimizer_config(groups, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     def setup(self, stage: str) -> None:
@@ -481,7 +529,8 @@ class PPOModule(LightningModule):
         # from_pretrained returns models in eval mode and Lightning keeps modules' modes as it finds them;
         # the trained models must be in train mode (gradient checkpointing only acts there).
         self.policy.train()
-        self.value.train()
+        if self.value is not None:
+            self.value.train()
         check_budget(self, "train", self.rollout_sampling.max_new_tokens, "model.init_args.sampling.max_new_tokens",
                      self.sampling.budget_check)
         # Exact resume needs checkpoints at rollout boundaries: refuse a schedule that would write others.
@@ -545,8 +594,14 @@ class PPOModule(LightningModule):
             "rollout/kl_coef": kl_coef,
             "rollout/response_length": self._global_mean(lengths),
             "rollout/stopped_fraction": mean([float(s) for s in stopped.tolist()]),
-            "value/explained_variance": float(rl.explained_variance(scored["values"], returns, mask)),
         }
+        if returns is not None:
+            metrics["value/explained_variance"] = float(rl.explained_variance(scored["values"], returns, mask))
+        if self.optimisation.group_relative:
+            # Groups whose responses all scored alike give no gradient (advantage 0): GRPO's dead share.
+            totals = torch.tensor([p.outcome + p.process + p.orm + p.penalty for p in parts]).view(-1, self.batch.group)
+            flat = (totals.max(dim=1).values - totals.min(dim=1).values <= 1e-9).double()
+            metrics["rollout/groups_all_alike"] = self._global_mean(flat.to(self.device))
         if self.reward_model is not None:
             metrics["reward/rm_score"] = mean([p.rm_score for p in parts])
         # Clip rate by level: responses cut by max_new_tokens (no EOS). A level whose correct solutions do not

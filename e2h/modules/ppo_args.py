@@ -46,8 +46,11 @@ class BatchSizes:
     `e2h.rl.rollout` for the vocabulary and the arithmetic)."""
 
     rollout: int = 512
-    """Responses sampled with the current policy before any update, one per prompt (official: 512). Reward
-    scaling and advantage whitening use the whole rollout."""
+    """Responses sampled with the current policy before any update, one per prompt (official: 512), or
+    `group` per prompt. Reward scaling and advantage whitening use the whole rollout."""
+    group: int = 1
+    """Responses sampled per prompt, side by side in the rollout: 1 for PPO; G >= 2 for group-relative
+    advantages (``optimisation.advantage: group``, GRPO), which compare a prompt's G responses."""
     minibatch: int = 64
     """Responses per optimizer step (the official "step batch", 64)."""
     ppo_epochs: int = 1
@@ -65,7 +68,7 @@ class BatchSizes:
 
     def plan(self, world: int = 1, accumulate: int = 1) -> RolloutPlan:
         """The rollout on `world` devices with `accumulate` gradient-accumulation steps."""
-        return RolloutPlan(self.rollout, self.minibatch, self.ppo_epochs, world, accumulate)
+        return RolloutPlan(self.rollout, self.minibatch, self.ppo_epochs, world, accumulate, self.group)
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,21 @@ class Rewards:
         return self.process is not None or bool(self.orm_weight)
 
 
+ADVANTAGES = ("gae", "group")
+
+
 @dataclass(frozen=True)
 class Optimisation:
     """Advantages and losses (`e2h.rl.maths`); the official values by default."""
 
+    advantage: Literal["gae", "group"] = "gae"
+    """``gae``: PPO, a value model and GAE over per-token rewards (the KL penalty inside the reward). ``group``:
+    GRPO, no value model; each response's advantage is its task reward against its prompt's group
+    (`e2h.rl.maths.group_advantages`; needs ``batch.group >= 2``), and the KL to the reference is a loss
+    term, ``rewards.kl_coef`` x the per-token ``rewards.kl_estimator`` (k3 in the GRPO paper). gamma, lam,
+    value_clip, vf_coef, whiten_advantages, value_lr and ``rewards.scale`` are PPO's only."""
+    group_std: bool = True
+    """``group``: divide by the group's standard deviation (GRPO); false: only subtract the mean (Dr. GRPO)."""
     gamma: float = 1.0
     """GAE discount."""
     lam: float = 1.0
@@ -175,3 +189,10 @@ class Optimisation:
     def __post_init__(self) -> None:
         if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0):
             raise ValueError(f"optimisation.gamma and .lam must lie in [0, 1], got {self.gamma}, {self.lam}")
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"unknown optimisation.advantage {self.advantage!r}; choose one of {ADVANTAGES}")
+
+    @property
+    def group_relative(self) -> bool:
+        """GRPO: group-relative advantages, no value model, the KL as a loss term."""
+        return self.advantage == "group"

@@ -269,6 +269,35 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
     return _zero_padding(advantages, valid), _zero_padding(returns, valid)
 
 
+def group_advantages(scores: Tensor, group_size: int, normalise_std: bool = True, eps: float = 1e-6) -> Tensor:
+    r"""GRPO's group-relative advantages (Shao et al. 2024, "DeepSeekMath"): one number per response.
+
+    ``scores`` is ``[B]``, one task reward per response, with the ``G = group_size`` responses to the same
+    prompt next to each other (B a multiple of G). Within each group,
+    :math:`A_i = (R_i - \bar R) / (s + \epsilon)` with :math:`s` the group's *sample* standard deviation
+    (divide by G - 1, as trl and the DeepSeekMath code compute it), or :math:`A_i = R_i - \bar R` with
+    ``normalise_std=False`` (Liu et al. 2025, "Dr. GRPO": the std division over-weights groups that nearly
+    agree). A group whose responses all scored the same gets 0: it says nothing about which is better. The
+    advantage is the same for every token of a response (the caller broadcasts it over the mask).
+    """
+    if scores.dim() != 1:
+        raise ValueError(f"group_advantages expects one score per response ([B]), got shape {tuple(scores.shape)}")
+    if group_size < 2:
+        raise ValueError(f"a group needs at least 2 responses to compare, got group_size={group_size}")
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} responses do not split into groups of {group_size}")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"group_advantages: a response's score is not finite: {scores.tolist()}")
+    grouped = scores.to(torch.promote_types(scores.dtype, torch.float32)).view(-1, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if normalise_std:
+        std = grouped.std(dim=1, unbiased=True, keepdim=True)
+        # An all-alike group is centred to exact zeros; 0 / (0 + eps) keeps them 0, and eps = 0 must not turn
+        # them into 0 / 0.
+        centred = torch.where(std > 0, centred / (std + eps), torch.zeros((), dtype=centred.dtype))
+    return centred.reshape(-1).to(scores.dtype)
+
+
 # --------------------------------------------------------------------------------------------------
 # Losses and diagnostics
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ trains on (`Rollout`), one response's reward parts (`ResponseReward`), and the m
 
 Batch-size vocabulary (official values in brackets; totals over all devices):
 
-- **rollout** [512]: responses sampled with the current policy before any update, one per prompt;
+- **rollout** [512]: responses sampled with the current policy before any update, one per prompt (PPO) or
+  **group** responses per prompt (GRPO);
 - **minibatch** [64, "step batch"]: responses per optimizer step;
 - **PPO epochs** [1]: passes over the rollout, each shuffled and cut into minibatches;
 - **micro-batch** = minibatch / (devices x gradient-accumulation steps): what one device forwards at once.
@@ -31,9 +32,10 @@ class RolloutPlan:
     ppo_epochs: int = 1
     world: int = 1
     accumulate: int = 1
+    group: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("rollout", "minibatch", "ppo_epochs", "world", "accumulate"):
+        for name in ("rollout", "minibatch", "ppo_epochs", "world", "accumulate", "group"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.rollout % self.minibatch:
@@ -44,6 +46,10 @@ class RolloutPlan:
         if (self.minibatch // self.world) % self.accumulate:
             raise ValueError(f"the per-device minibatch {self.minibatch // self.world} is not a multiple of "
                              f"accumulate_grad_batches {self.accumulate}")
+        if (self.rollout // self.world) % self.group:
+            # Each device samples whole groups, so group statistics never need another device's responses.
+            raise ValueError(f"the per-device rollout {self.rollout // self.world} is not a multiple of the group of "
+                             f"{self.group} responses per prompt")
 
     @property
     def steps_per_rollout(self) -> int:
@@ -52,8 +58,8 @@ class RolloutPlan:
 
     @property
     def prompts_per_rollout(self) -> int:
-        """Prompts (= responses) one device generates per rollout."""
-        return self.rollout // self.world
+        """Prompts one device samples per rollout: its responses / the group (one response each for PPO)."""
+        return self.rollout // self.world // self.group
 
     @property
     def batches_per_rollout(self) -> int:
@@ -66,7 +72,8 @@ class RolloutPlan:
         return self.minibatch // self.world // self.accumulate
 
     def describe(self) -> str:
-        return f"rollout {self.rollout} / minibatch {self.minibatch} x {self.ppo_epochs} epochs"
+        groups = f" ({self.rollout // self.group} prompts x {self.group})" if self.group > 1 else ""
+        return f"rollout {self.rollout}{groups} / minibatch {self.minibatch} x {self.ppo_epochs} epochs"
 
 
 @dataclass
@@ -80,10 +87,11 @@ class Rollout:
     prompt_width: int
     mask: Tensor
     old_logp: Tensor
-    old_values: Tensor
+    old_values: Tensor | None  # None without a value model (group-relative advantages)
     advantages: Tensor
-    returns: Tensor
+    returns: Tensor | None
     ready_at: float  # perf_counter when the rollout was complete (optimisation time starts)
+    ref_logp: Tensor | None = None  # kept when the KL is a loss term (group-relative advantages)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])

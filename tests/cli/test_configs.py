@@ -41,6 +41,8 @@ def test_the_ppo_config_prints_its_argument_groups(capsys):
         main(["fit", "--config", str(REPO / "configs/tiny/ppo.yaml"), "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    assert printed["batch"] == {"rollout": 64, "minibatch": 16, "ppo_epochs": 1, "generation": None, "forward": None}
+    assert printed["batch"] == {"rollout": 64, "group": 1, "minibatch": 16, "ppo_epochs": 1, "generation": None,
+                                "forward": None}
     assert printed["rewards"]["process"] == "min" and printed["rewards"]["kl_coef"] == 0.01
     assert printed["sampling"]["max_new_tokens"] == 96 and printed["optimisation"]["vf_coef"] == 0.1
+    assert printed["optimisation"]["advantage"] == "gae"

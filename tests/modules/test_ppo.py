@@ -289,6 +289,101 @@ def test_validation_logs_greedy_accuracy_by_level_and_group(models, ppo_data):
     assert "val/acc_level_2" not in metrics
 
 
+# --- GRPO: the same module, group-relative advantages, no value model ----------------------------------------
+
+
+def make_grpo(models, group=4, **kwargs) -> PPOModule:
+    """Rollout 8 = 2 prompts x `group` responses (when group is 4), minibatch 4, the KL as a loss term."""
+    return make_module(models, batch={"group": group}, optimisation=Optimisation(advantage="group"),
+                       rewards=Rewards(kl_coef=0.5, kl_estimator="k3", kl_clamp=None), **kwargs)
+
+
+def test_grpo_samples_groups_and_gives_each_response_its_group_relative_advantage(tmp_path, models, ppo_data):
+    module = make_grpo(models)
+    rollouts, rewards = [], []
+    make_rollout, response_reward = module.make_rollout, module.response_reward
+    module.make_rollout = lambda records, number: rollouts.append((records, make_rollout(records, number))) or rollouts[-1][1]
+    module.response_reward = lambda *a: rewards.append(response_reward(*a)) or rewards[-1]
+    trainer, rec = fit(module, ppo_data(), tmp_path, max_steps=2)  # one rollout: 8 responses / minibatch 4
+
+    records, rollout = rollouts[0]
+    assert len(records) == 2 and len(rollout) == 8 and len(rewards) == 8  # 2 prompts, 4 responses each
+    prompt_ids = rollout.input_ids[:, : rollout.prompt_width]
+    for g in range(2):  # a group's responses answer the same prompt and sit side by side
+        assert all(torch.equal(prompt_ids[4 * g], prompt_ids[4 * g + i]) for i in range(4))
+    assert not torch.equal(prompt_ids[0], prompt_ids[4])
+    # Expected, by hand from the task rewards: (R - group mean) / (group sample std), the same on every token.
+    totals = torch.tensor([sum(r for _, r in p.pairs) for p in rewards], dtype=torch.float64).view(2, 4)
+    for g in range(2):
+        deviations = totals[g] - totals[g].mean()
+        std = math.sqrt(float((deviations**2).sum()) / 3)
+        expected = [0.0] * 4 if std == 0 else [float(d) / (std + 1e-6) for d in deviations]
+        for i in range(4):
+            row = rollout.advantages[4 * g + i][rollout.mask[4 * g + i]]
+            assert row.tolist() == pytest.approx([expected[i]] * len(row), abs=1e-5)
+    assert float(totals.std(dim=1).max()) > 0  # some group's responses differ, so the check above has teeth
+    # No value model: no value weights, one parameter group, a KL loss term in the logs.
+    assert module.value is None and rollout.old_values is None
+    assert [g["name"] for g in trainer.optimizers[0].param_groups] == ["policy"]
+    metrics = trainer.callback_metrics
+    assert "train/loss/value" not in metrics and "train/value/explained_variance" not in metrics
+    assert float(metrics["train/loss/total"]) == pytest.approx(
+        float(metrics["train/loss/policy"]) + 0.5 * float(metrics["train/loss/kl"]), rel=1e-5, abs=1e-7)
+    assert 0.0 <= float(metrics["train/rollout/groups_all_alike"]) <= 1.0
+    ckpt = tmp_path / "grpo.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert not any(k.startswith("value.") for k in torch.load(ckpt, weights_only=False)["state_dict"])
+
+
+def test_grpo_kl_loss_is_zero_at_the_start_and_grows_as_the_policy_moves(tmp_path, models, ppo_data):
+    module = make_grpo(models, optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2))
+    kls = []
+
+    class KL(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            kls.append(float(trainer.callback_metrics["train/loss/kl"]))
+
+    fit(module, ppo_data(), tmp_path, max_steps=4, callbacks=[KL()])
+    assert kls[0] == pytest.approx(0.0, abs=1e-6)  # the first step: policy = reference, k3 = 0
+    assert kls[-1] > 1e-4  # later steps train a policy that has moved
+
+
+def test_grpo_resumes_at_a_rollout_boundary_with_the_same_losses(tmp_path, models, ppo_data):
+    _, straight = fit(make_grpo(models), ppo_data(), tmp_path / "a", max_steps=4)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="stop", every_n_train_steps=2, save_top_k=-1)
+    _, first = fit(make_grpo(models), ppo_data(), tmp_path / "b", max_steps=2, callbacks=[saver])
+    _, resumed = fit(make_grpo(models), ppo_data(), tmp_path / "b", max_steps=4,
+                     ckpt_path=str(tmp_path / "ckpt" / "stop.ckpt"))
+    assert sorted(resumed.losses) == [3, 4]
+    for step in range(1, 5):
+        assert {**first.losses, **resumed.losses}[step] == pytest.approx(straight.losses[step], rel=1e-5, abs=1e-7)
+    assert len(set(straight.losses.values())) == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch={"group": 4}), "only group-relative advantages use"),
+    (dict(optimisation=Optimisation(advantage="group")), "set batch.group to 2 or more"),
+    (dict(batch={"group": 4}, optimisation=Optimisation(advantage="group"), value_model="somewhere"),
+     "has no value model"),
+    (dict(batch={"group": 3}, optimisation=Optimisation(advantage="group")), "not a multiple of the group of 3"),
+])
+def test_grpo_settings_that_cannot_work_are_refused(models, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_module(models, **kwargs)
+
+
+def test_grpo_stops_on_a_non_finite_loss_before_the_optimizer_step(tmp_path, models, ppo_data):
+    module = make_grpo(models)
+
+    class NaNAdvantages(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch["position"] == 1:
+                pl_module._rollout.advantages.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError, match="policy loss is nan at step 1"):
+        fit(module, ppo_data(), tmp_path, max_steps=2, callbacks=[NaNAdvantages()])
+
+
 # --- learning (slow: about a minute on 2 shared cores) --------------------------------------------------
 
 

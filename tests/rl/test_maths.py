@@ -16,6 +16,7 @@ from e2h.rl.maths import (
     entropy_from_logits,
     explained_variance,
     gae,
+    group_advantages,
     masked_mean,
     masked_sum,
     masked_var,
@@ -260,3 +261,33 @@ def test_explained_variance():
     close(explained_variance(returns + 7.0, returns, mask), 1.0)  # a constant offset is fully "explained"
     close(explained_variance(torch.zeros_like(returns), returns, mask), 0.0)  # residual = returns
     assert math.isnan(explained_variance(returns, torch.ones_like(returns), mask).item())
+
+
+# --- GRPO: group-relative advantages -------------------------------------------------------------------------
+
+
+def test_group_advantages_centre_and_scale_within_each_prompt_group():
+    # Two prompts, 4 responses each. Group 1: rewards 1, 0, 0, 1 -> mean 1/2, sample std sqrt(1/3) = 0.57735,
+    # so A = +-0.5 / 0.57735 = +-0.86603. Group 2: 0.25, 1.25, 0.25, 0.25 -> mean 0.5; deviations -0.25, 0.75,
+    # -0.25, -0.25; sample variance (3 x 0.0625 + 0.5625) / 3 = 0.25, std 0.5 -> A = -0.5, 1.5, -0.5, -0.5.
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.25, 1.25, 0.25, 0.25])
+    a = group_advantages(scores, group_size=4, eps=0.0)
+    assert a.tolist() == pytest.approx([0.86603, -0.86603, -0.86603, 0.86603, -0.5, 1.5, -0.5, -0.5], abs=1e-5)
+    # Dr. GRPO: the mean only.
+    a = group_advantages(scores, group_size=4, normalise_std=False)
+    assert a.tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5, -0.25, 0.75, -0.25, -0.25])
+    # Groups are consecutive responses: the same scores grouped in pairs give other advantages.
+    # Pairs (1, 0), (0, 1), (0.25, 1.25), (0.25, 0.25): sample std of a differing pair is |d| / sqrt(2).
+    a = group_advantages(scores, group_size=2, eps=0.0)
+    s2 = 0.5 / (1 / math.sqrt(2))
+    assert a[:6].tolist() == pytest.approx([s2, -s2, -s2, s2, -s2, s2])
+    assert a[6:].tolist() == [0.0, 0.0]  # a group that agrees says nothing: 0, not 0 / 0
+
+
+def test_group_advantages_refuse_groups_that_do_not_fit():
+    with pytest.raises(ValueError, match="do not split into groups of 3"):
+        group_advantages(torch.zeros(8), group_size=3)
+    with pytest.raises(ValueError, match="at least 2 responses"):
+        group_advantages(torch.zeros(8), group_size=1)
+    with pytest.raises(ValueError, match="not finite"):
+        group_advantages(torch.tensor([0.0, float("nan")]), group_size=2)
