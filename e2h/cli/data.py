@@ -5,6 +5,8 @@
 - ``e2h data stats``    load, filter and summarise a problem set; token lengths and padding waste
 - ``e2h data samples``  accuracy by level of sampled solutions (mean, majority@N, pass@N)
 - ``e2h data report``   re-ranking accuracy against N (majority, weighted, best-of-N, pass@N) by level
+- ``e2h data accepted`` ReST-EM: the scored samples an evaluator accepts, as SFT records
+- ``e2h data pairs``    iterative DPO: best against worst scored sample per problem, as preference pairs
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ TOOLS = {
     "stats": "e2h.cli.data",
     "samples": "e2h.cli.samples",
     "report": "e2h.cli.report",
+    "accepted": "e2h.cli.self_training:accepted_main",
+    "pairs": "e2h.cli.self_training:pairs_main",
 }
 
 
@@ -109,4 +113,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stats_main(rest)
     import importlib
 
-    return importlib.import_module(TOOLS[tool]).main(rest)
+    module, _, function = TOOLS[tool].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)

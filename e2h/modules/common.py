@@ -4,7 +4,7 @@ Hugging Face export."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -135,3 +135,24 @@ def check_budget(module: LightningModule, split: str, max_new_tokens: int, setti
     message = check_generation_budget(lengths(split), max_new_tokens, f"{setting} (the {split} split)", mode)
     if message:
         rank_zero_warn(message)
+
+
+def drop_frozen(checkpoint: dict[str, Any], frozen: Sequence[str]) -> None:
+    """Leave the weights of frozen models (attributes named in `frozen`) out of a checkpoint: they are
+    re-read from their paths when the module is built."""
+    state = checkpoint.get("state_dict")
+    if state is not None:
+        for key in [k for k in state if k.split(".", 1)[0] in frozen]:
+            del state[key]
+
+
+def with_frozen(module: LightningModule, state_dict: Mapping[str, Any], frozen: Sequence[str]) -> Mapping[str, Any]:
+    """`state_dict` completed with the frozen models' weights as `module` holds them (built from their paths),
+    so that a strict load of a checkpoint without them still checks every trained weight."""
+    if not any(k.split(".", 1)[0] not in frozen for k in state_dict):
+        return state_dict
+    state_dict = dict(state_dict)
+    for key, value in LightningModule.state_dict(module).items():
+        if key.split(".", 1)[0] in frozen:
+            state_dict.setdefault(key, value)
+    return state_dict

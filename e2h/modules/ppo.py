@@ -79,10 +79,12 @@ from e2h.grading import extract_answer
 from e2h.modules.backbone import build_causal_lm, check_same_vocabulary
 from e2h.modules.common import (
     check_budget,
+    drop_frozen,
     optimizer_config,
     stop_if_gradients_not_finite,
     stop_if_not_finite,
     stop_if_weights_not_finite,
+    with_frozen,
     write_hf_folder,
 )
 from e2h.modules.ppo_args import BatchSizes, Optimisation, Rewards, Sampling, as_dict, as_group
@@ -665,10 +667,7 @@ class PPOModule(LightningModule):
             "steps_per_rollout": self.steps_per_rollout,
             "global_step": int(self.global_step),
         }
-        state = checkpoint.get("state_dict")
-        if state is not None:  # frozen models are re-read from their paths
-            for key in [k for k in state if k.split(".", 1)[0] in FROZEN]:
-                del state[key]
+        drop_frozen(checkpoint, FROZEN)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ppo = checkpoint.get("ppo")
@@ -687,11 +686,8 @@ class PPOModule(LightningModule):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """`nn.Module.load_state_dict`, with the frozen models' weights (left out of checkpoints) taken from
         the models as built from their paths, so a strict load still checks every trained weight."""
-        if self.policy is not None and any(k.split(".", 1)[0] not in FROZEN for k in state_dict):
-            state_dict = dict(state_dict)
-            for key, value in super().state_dict().items():
-                if key.split(".", 1)[0] in FROZEN:
-                    state_dict.setdefault(key, value)
+        if self.policy is not None:
+            state_dict = with_frozen(self, state_dict, FROZEN)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def save_hf(self, folder: str) -> None:

@@ -291,3 +291,34 @@ def test_group_advantages_refuse_groups_that_do_not_fit():
         group_advantages(torch.zeros(8), group_size=1)
     with pytest.raises(ValueError, match="not finite"):
         group_advantages(torch.tensor([0.0, float("nan")]), group_size=2)
+
+
+# --- DPO ------------------------------------------------------------------------------------------------------
+
+
+def test_dpo_loss_against_hand_derived_values():
+    from e2h.rl.dpo import dpo_loss
+
+    # Pair 1: policy log-probs chosen -1, rejected -3; reference -2 and -2. beta 0.1: implicit rewards
+    # 0.1 x (-1 + 2) = 0.1 and 0.1 x (-3 + 2) = -0.1, margin 0.2, loss -log sigmoid(0.2) = log(1 + e^-0.2)
+    # = 0.598139. Pair 2: policy = reference: rewards 0, margin 0, loss ln 2 = 0.693147, not "ahead".
+    terms = dpo_loss(torch.tensor([-1.0, -5.0]), torch.tensor([-3.0, -4.0]),
+                     torch.tensor([-2.0, -5.0]), torch.tensor([-2.0, -4.0]), beta=0.1)
+    assert terms.chosen_rewards.tolist() == pytest.approx([0.1, 0.0])
+    assert terms.rejected_rewards.tolist() == pytest.approx([-0.1, 0.0])
+    assert terms.margins.tolist() == pytest.approx([0.2, 0.0])
+    assert terms.accuracy.tolist() == [1.0, 0.0]
+    assert float(terms.loss) == pytest.approx((math.log1p(math.exp(-0.2)) + math.log(2)) / 2, abs=1e-6)
+    # The gradient pushes the chosen side up and the rejected side down: d loss / d policy_chosen of pair 1
+    # is -beta x sigmoid(-0.2) / 2 = -0.1 x 0.450166 / 2 = -0.0225083.
+    chosen = torch.tensor([-1.0, -5.0], requires_grad=True)
+    dpo_loss(chosen, torch.tensor([-3.0, -4.0]), torch.tensor([-2.0, -5.0]), torch.tensor([-2.0, -4.0]), 0.1).loss.backward()
+    assert chosen.grad[0].item() == pytest.approx(-0.0225083, abs=1e-6)
+
+
+def test_sequence_logp_sums_the_response_tokens_only():
+    from e2h.rl.dpo import sequence_logp
+
+    logp = torch.tensor([[-0.5, -1.0, float("-inf")], [-2.0, float("nan"), float("nan")]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert sequence_logp(logp, mask).tolist() == [-1.5, -2.0]
