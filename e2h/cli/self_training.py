@@ -8,6 +8,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
+from e2h.data.errors import DataError
 from e2h.data.files import atomic_write_jsonl
 from e2h.data.records import level_key
 from e2h.data.samples import read_samples
@@ -45,6 +46,9 @@ def accepted_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     samples = read_samples(args.samples)
     records = accepted_records(samples, args.hidden_levels, args.threshold, args.max_per_problem)
+    if not records:
+        raise DataError(f"{args.samples}: the evaluator accepted no sample (none complete with a right visible answer "
+                        f"or a hidden-answer score >= {args.threshold}); there is nothing to fine-tune on")
     atomic_write_jsonl(records, args.out)
     total = sum(len(rows) for rows in samples.values())
     print(f"accepted {len(records)} of {total} samples ({len(samples)} problems) -> {args.out}; by level: "
@@ -64,6 +68,9 @@ def pairs_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     samples = read_samples(args.samples)
     pairs = preference_pairs(samples, args.hidden_levels, args.min_margin)
+    if not pairs:
+        raise DataError(f"{args.samples}: no pairs: in every problem the best complete sample and the worst tie "
+                        f"(value gap <= --min-margin {args.min_margin}), or no sample is complete")
     atomic_write_jsonl(pairs, args.out)
     print(f"{len(pairs)} pairs from {len(samples)} problems ({len(samples) - len(pairs)} ties or without a complete "
           f"sample) -> {args.out}; by level: {_by_level(pairs)}")

@@ -4,6 +4,7 @@
     python bin/study.py --profile math --model MODEL --prm800k FILE   # MATH train / MATH500, GPUs
     python bin/study.py --profile math --micro --jobs 2      # every MATH stage on a CPU, micro model (3-5 min)
     python bin/study.py --profile tiny --dry-run             # print the plan (stages and commands)
+    python bin/study.py --profile tiny --extensions          # and GRPO, ReST-EM, iterative DPO beside PPO
 
 The micro study's inputs can also be built alone (`e2h.study.micro`):
 
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs="+", help="run only these stages (their inputs must be done)")
     parser.add_argument("--quick", action="store_true",
                         help=f"only {', '.join(QUICK_STAGES)}: the generator side of the study (16 minutes measured on 2 CPU cores)")
+    parser.add_argument("--extensions", action="store_true",
+                        help="tiny profile: also run the extension stages, the paper's other ways to train with the easy "
+                             "PRM beside PPO: GRPO, 2 rounds of ReST-EM, 2 rounds of iterative DPO (with --stages: add them "
+                             "to those)")
     parser.add_argument("--smoke", action="store_true",
                         help="cut every stage to a few steps and batches: checks the pipeline end to end (minutes)")
     parser.add_argument("--dry-run", action="store_true", help="print the stages and their commands, run nothing")
@@ -60,12 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown stages {sorted(unknown)}; the stages are: {[s.name for s in plan.stages]}")
     if args.dry_run:
         for s in plan.stages:
-            print(f"# {s.name}: {s.about} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
+            extension = " [extension: --extensions]" if s.extension else ""
+            print(f"# {s.name}: {s.about}{extension} (in {out / s.workspace}; after {', '.join(s.after) or 'nothing'})")
             print(shlex.join(command(s, plan)))  # quoted: each line can be pasted into a shell
         return 0
     if args.quick and args.stages:
         parser.error("--quick chooses the stages itself; give --quick or --stages, not both")
     stages = set(QUICK_STAGES) if args.quick else set(args.stages) if args.stages else None
+    if args.extensions:
+        extensions = {s.name for s in plan.stages if s.extension}
+        if not extensions:
+            parser.error(f"the {args.profile} profile has no extension stages")
+        stages = (stages if stages is not None else {s.name for s in plan.stages if not s.extension}) | extensions
     if stages is not None:  # the stages that build the micro study's inputs go with any selection
         stages |= {s.name for s in plan.stages if s.module != "e2h.cli"}
     start = time.perf_counter()

@@ -9,7 +9,8 @@ The evaluator of a sample depends on its problem:
 - **answer hidden** (``hidden_levels``, e.g. 4-5, or no gold answer): the reward model's ``score`` alone,
   since no answer may be read there. A hidden-answer sample without a score is an error.
 
-A clipped sample (cut by the token budget) is never accepted or chosen: it has no complete solution to learn.
+A clipped sample (cut by the token budget) is never accepted or chosen: it is not a complete solution to learn
+from. Nor is a sample without an answer (none declared, none in its free text) accepted.
 
 Input: a scored samples JSONL (`e2h predict` with a reward model: each sample line plus ``score``) or a plain
 samples JSONL where every answer is visible. Output rows are plain dicts, written as JSONL by
@@ -57,9 +58,9 @@ def evaluator_value(row: Mapping[str, Any], hidden_levels: Collection[int], wher
 
 
 def accepted(row: Mapping[str, Any], hidden_levels: Collection[int], threshold: float, where: str = "sample") -> bool:
-    """ReST-EM's filter: a complete sample whose visible answer is right, or whose hidden-answer score is at
-    least `threshold`."""
-    if row.get("clipped"):
+    """ReST-EM's filter: a complete sample with an answer, whose visible answer is right or whose hidden-answer
+    score is at least `threshold`."""
+    if row.get("clipped") or row.get("answer") is None:
         return False
     if answer_hidden(row, hidden_levels):
         return _score(row, where, required=True) >= threshold
@@ -67,14 +68,15 @@ def accepted(row: Mapping[str, Any], hidden_levels: Collection[int], threshold: 
 
 
 def solution_record(row: Mapping[str, Any], where: str = "sample") -> dict[str, Any]:
-    """A sample as a MATH-schema record to fine-tune on: the question of its prompt, the completion without
-    its answer section as the solution, and its own answer (the trainer appends the answer section again)."""
+    """A sample as a MATH-schema record to fine-tune on: the question of its prompt, the completion before its
+    answer section (all of it when it declares none: the answer came from its free text) as the solution, and
+    its own answer, which the trainer writes as the answer section."""
     question = question_from_prompt(row["prompt"])
     if question is None:
         raise DataError(f"{where}: no question in the prompt; ReST-EM records need the paper prompt format")
-    solution, found, _ = row["completion"].partition(STEP_SEPARATOR + ANSWER_HEADING)
-    if not found or row.get("answer") is None:
-        raise DataError(f"{where}: the completion declares no final answer; it cannot be an accepted solution")
+    if row.get("answer") is None:
+        raise DataError(f"{where}: the sample has no answer; it cannot be an accepted solution")
+    solution = row["completion"].partition(STEP_SEPARATOR + ANSWER_HEADING)[0].strip()
     return {
         "unique_id": f"{row['problem_id']}#{row['sample_index']}",
         "problem": question,
@@ -102,10 +104,9 @@ def accepted_records(
 
 
 def preference_pairs(samples: Rows, hidden_levels: Collection[int], min_margin: float = 0.0) -> list[dict[str, Any]]:
-    """Iterative DPO's pairs: per problem, its best-valued complete sample (chosen) against its worst-valued
-    sample (rejected), when the chosen one's value exceeds the rejected one's by more than `min_margin`
-    (0: ties dropped; the paper asks for more than 1.0, i.e. a right answer against a wrong one and a better
-    score). A problem whose best and worst share one completion gives no pair."""
+    """Iterative DPO's pairs: per problem, its best-valued complete (not clipped) sample as chosen against its worst-valued sample as rejected, when the chosen one's value exceeds the rejected one's
+    by more than `min_margin` (0: ties dropped; the paper asks for more than 1.0, i.e. a right answer against a
+    wrong one and a better score). A problem whose best and worst share one completion gives no pair."""
     pairs = []
     for problem_id, rows in samples.items():
         where = f"problem {problem_id}"

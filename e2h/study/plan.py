@@ -48,6 +48,7 @@ class Stage:
     checkpoints: str | None = None
     about: str = ""
     module: str = "e2h.cli"  # run as `python -m MODULE ARGS`: the e2h command, or the micro inputs' builder
+    extension: bool = False  # run only when asked for (bin/study.py --extensions or --stages NAME)
 
 
 @dataclass
@@ -258,7 +259,63 @@ def _plan(profile: str, out: Path, model_args: list[str], prm800k: str | None = 
         p.add(f"eval_ppo_{arm}", f"eval_ppo_{arm}", ["test", "--config", c(k["eval"]), "--model.init_args.model",
               p.path(ws, f"{runs}/{k['ppo_dir']}/hf"), *greedy_only, *_metrics()], after=[f"ppo_{arm}"],
               about=f"greedy accuracy of PPO ({arm}) by level")
+    if profile == "tiny":
+        _add_rl_alternatives(p, c, easy_hf, prm_hf)
     return p
+
+
+SELF_TRAINING_ROUNDS = 2  # the paper's ReST-EM stopped at 2 (a third lost accuracy); DPO gets as many, to compare
+
+
+def _add_rl_alternatives(p: Plan, c, easy_hf: str, prm_hf: str) -> None:
+    """The paper's other ways to train a generator with the easy PRM, beside PPO, as extension stages:
+    GRPO (no value model), and `SELF_TRAINING_ROUNDS` rounds each of ReST-EM and iterative DPO. A round samples
+    training problems with the current policy, scores the samples with the PRM, selects (accepted solutions /
+    best-against-worst pairs) and trains; round 1 of both starts from the same samples of Easy-to-Hard SFT."""
+    runs, extension = p.runs, {"extension": True}
+    greedy = lambda name, ws, hf, about: p.add(  # noqa: E731
+        f"eval_{name}", f"eval_{name}", ["test", "--config", c("eval"), "--model.init_args.model", hf, *_metrics()],
+        after=[name], about=f"greedy accuracy of {about} by level", **extension)
+    p.add("grpo", "grpo", ["fit", "--config", c("ppo"), "--config", c("grpo"), "--model.init_args.policy", easy_hf,
+          "--model.init_args.reward_model", prm_hf], after=["sft_easy", "prm"],
+          checkpoints=f"{runs}/grpo/checkpoints", about="GRPO, reward: easy outcome + PRM process (min)", **extension)
+    greedy("grpo", "grpo", p.path("grpo", f"{runs}/grpo/hf"), "GRPO")
+
+    def sample_and_score(ws: str, policy: str, after: str, round_: int) -> str:
+        """Stages `ws`_sample / `ws`_score: the current policy's samples of training problems, PRM-scored."""
+        samples = p.path(ws, f"{runs}/self_samples.jsonl")
+        p.add(f"{ws}_sample", ws, ["predict", "--config", c("sample"), "--config", c("self_sample"),
+              "--model.init_args.model", policy], after=[after], about=f"round {round_}: samples of training problems",
+              **extension)
+        p.add(f"{ws}_score", ws, ["predict", "--config", c("score"), "--model.init_args.model", prm_hf,
+              "--data.init_args.predict.path", samples], after=[f"{ws}_sample", "prm"],
+              about=f"round {round_}: PRM scores of those samples", **extension)
+        return p.path(ws, f"{runs}/scored.jsonl")
+
+    first_round = sample_and_score("self_1", easy_hf, "sft_easy", 1)
+    for method in ("rest_em", "dpo"):
+        policy, scored, after = easy_hf, first_round, "self_1_score"
+        for r in range(1, SELF_TRAINING_ROUNDS + 1):
+            name = ws = f"{method}_{r}"
+            if r > 1:  # the previous round's policy samples this round's problems
+                scored = sample_and_score(f"{name}_self", policy, f"{method}_{r - 1}", r)
+                after = f"{name}_self_score"
+            if method == "rest_em":
+                p.add(f"{name}_data", ws, ["data", "accepted", scored, "--out", p.path(ws, f"{runs}/rest_em.jsonl"),
+                      "--threshold", "0.5", "--max-per-problem", "10"], after=[after],
+                      about=f"ReST-EM round {r}: the solutions the evaluator accepts", **extension)
+                p.add(name, ws, ["fit", "--config", c("sft"), "--config", c("rest_em")], after=[f"{name}_data"],
+                      checkpoints=f"{runs}/rest_em/checkpoints", about=f"ReST-EM round {r}: SFT from the base on them",
+                      **extension)
+                policy = p.path(ws, f"{runs}/rest_em/hf")
+            else:
+                p.add(f"{name}_pairs", ws, ["data", "pairs", scored, "--out", p.path(ws, f"{runs}/dpo_pairs.jsonl")],
+                      after=[after], about=f"iterative DPO round {r}: best against worst pairs", **extension)
+                p.add(name, ws, ["fit", "--config", c("dpo"), "--model.init_args.model", policy],
+                      after=[f"{name}_pairs"], checkpoints=f"{runs}/dpo/checkpoints",
+                      about=f"iterative DPO round {r}: DPO from the current policy", **extension)
+                policy = p.path(ws, f"{runs}/dpo/hf")
+            greedy(name, ws, policy, f"{'ReST-EM' if method == 'rest_em' else 'iterative DPO'} round {r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,7 +377,8 @@ def command(stage: Stage, plan: Plan) -> list[str]:
     """The stage's command line; a cut-off training stage resumes from its last checkpoint."""
     args = list(stage.args)
     if plan.smoke:
-        args += SMOKE.get("sample" if stage.name.startswith("sample") else args[0], [])
+        sampling = stage.name.startswith("sample") or stage.name.endswith("_sample")
+        args += SMOKE.get("sample" if sampling else args[0], [])
     if stage.checkpoints:
         # last.ckpt normally; a cut-off save falls back to the newest complete checkpoint beside it
         folder = plan.out / stage.workspace / stage.checkpoints

@@ -33,7 +33,7 @@ from e2h.data.synthetic import ANSWER_CHANCE
 from e2h.eval.plots import new_figure, save_figure
 from e2h.eval.stats import NOISE_NOTE, is_noise, percent, standard_error
 from e2h.eval.step_auroc import labelled_steps, step_auroc
-from e2h.study.plan import PROFILES, Plan, done_marker
+from e2h.study.plan import PROFILES, SELF_TRAINING_ROUNDS, Plan, done_marker
 
 LEVELS = ALL_LEVELS
 GROUPS = ("easy", "hard", "all")
@@ -344,6 +344,15 @@ def _claims(study: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         if (d := _difference(a, b)) is not None:
             claims.append({"claim": claim, "ours": d, "note": "greedy hard accuracy"})
+    # the extensions, each at its last round that ran
+    rows = {"GRPO": [("", GRPO_ROW)]}
+    for method, row in (("ReST-EM", REST_EM_ROW), ("Iterative DPO", DPO_ROW)):
+        rows[method] = [(f" (round {r})", row.format(r=r)) for r in range(SELF_TRAINING_ROUNDS, 0, -1)]
+    for method, candidates in rows.items():
+        ran = [(rounds, row) for rounds, row in candidates if row in ppo]
+        if ran and (d := _difference(ppo[ran[0][1]].get("hard"), start)) is not None:
+            claims.append({"claim": f"{method} with the easy PRM improves hard accuracy over SFT{ran[0][0]}", "ours": d,
+                           "note": "greedy hard accuracy", "paper": PAPER_HARD[method]})
     for c in claims:
         d = c["ours"]
         if d["se"] is None:
@@ -362,7 +371,7 @@ def _claim_rows(claims: list[dict[str, Any]]) -> list[list[str]]:
             ours = f"AUROC {0.5 + d['difference']:.2f}"
         else:
             ours = f"{100 * d['difference']:+.1f} points" + ("" if d["se"] is None else f" ± {100 * d['se']:.1f}")
-        rows.append([c["claim"], "yes", ours, c["reading"], c["note"]])
+        rows.append([c["claim"], c.get("paper", "yes"), ours, c["reading"], c["note"]])
     return rows
 
 
@@ -378,6 +387,19 @@ PPO_STAGES = {
     "PPO, final-answer reward only (easy answers)": "eval_ppo_outcome",
     "PPO, final-answer reward on all levels (full supervision)": "eval_ppo_full",
 }
+# The extension stages (bin/study.py --extensions): rows appear once they have run.
+GRPO_ROW = "GRPO, easy outcome + PRM process reward"
+REST_EM_ROW = "ReST-EM round {r} (easy answers, PRM on hard)"
+DPO_ROW = "Iterative DPO round {r} (easy answers + PRM, PRM on hard)"
+EXTENSION_STAGES = {
+    GRPO_ROW: "eval_grpo",
+    **{REST_EM_ROW.format(r=r): f"eval_rest_em_{r}" for r in range(1, SELF_TRAINING_ROUNDS + 1)},
+    **{DPO_ROW.format(r=r): f"eval_dpo_{r}" for r in range(1, SELF_TRAINING_ROUNDS + 1)},
+}
+# The paper's 7B figures for these methods (PRM800K setting, greedy hard MATH500 accuracy; Sun et al. 2024,
+# table 2): SFT 12.2, ReST-EM 12.6, iterative DPO 12.2, PPO with the easy PRM 14.9. GRPO is not in the paper.
+PAPER_HARD = {"ReST-EM": "about equal (12.6 vs 12.2, 7B)", "Iterative DPO": "equal (12.2 vs 12.2, 7B)",
+              "GRPO": "not in the paper"}
 
 
 def _stage_times(plan: Plan) -> tuple[dict[str, float | None], float]:
@@ -400,6 +422,8 @@ def collect(plan: Plan) -> dict[str, Any]:
     generators = {name: _greedy_figures(metrics(stage)) for name, stage in GENERATOR_STAGES.items() if stage in known}
     ppo = {"Easy-to-Hard SFT (start of PPO)": generators.get("SFT on easy levels (Easy-to-Hard)", {})}
     ppo.update({name: _greedy_figures(metrics(stage)) for name, stage in PPO_STAGES.items() if stage in known})
+    ppo.update({name: _greedy_figures(metrics(stage)) for name, stage in EXTENSION_STAGES.items()
+                if stage in known and metrics(stage) is not None})
     samples = None
     if plan.samples_file().exists():
         from e2h.data.samples import read_samples
@@ -528,10 +552,12 @@ N correct); `mean` is one sample's accuracy.
 
 {_rerank_tables(rerank, samples_summary)}
 {"" if rerank is None else chr(10) + "![accuracy against N](rerank/accuracy_vs_n.png)" + chr(10)}
-## PPO against its SFT start: greedy accuracy by level (test split)
+## PPO and the other RL methods against their SFT start: greedy accuracy by level (test split)
 
 The PRM and final-answer-only arms train on prompts of levels 4-5 with their answers hidden (a constant
-outcome reward there); the full-supervision arm sees every answer (the paper's upper reference).
+outcome reward there); the full-supervision arm sees every answer (the paper's upper reference). Rows for
+GRPO, ReST-EM and iterative DPO (same PRM, same hidden hard answers) appear once their extension stages
+have run (`bin/study.py --extensions`).
 
 {accuracy_table(ppo)}
 

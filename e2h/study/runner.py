@@ -50,10 +50,12 @@ def make_links(plan: Plan) -> None:
 
 
 def run(plan: Plan, jobs: int = 1, only: set[str] | None = None) -> None:
-    """Run every stage not yet done, `jobs` at a time, each after the stages it needs."""
+    """Run every stage not yet done (of `only`, else every stage but the extensions), `jobs` at a time, each
+    after the stages it needs."""
     make_links(plan)
     threads = max((os.cpu_count() or 1) // jobs, 1)
-    todo = {s.name: s for s in plan.stages if not done_marker(plan, s).exists() and (only is None or s.name in only)}
+    wanted = (lambda s: s.name in only) if only is not None else (lambda s: not s.extension)
+    todo = {s.name: s for s in plan.stages if not done_marker(plan, s).exists() and wanted(s)}
     finished = {s.name for s in plan.stages if done_marker(plan, s).exists()}
     for s in plan.stages:
         if s.name in finished:

@@ -17,10 +17,14 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     the commands, configs and hand-offs between stages are the real ones."""
     assert study_main(["--profile", "tiny", "--smoke", "--jobs", "2", "--out", str(tmp_path)]) == 0
     plan = tiny_plan(tmp_path)
+    assert all(done_marker(plan, s).exists() != s.extension for s in plan.stages)  # extensions only when asked
+    # the extensions (GRPO, ReST-EM and iterative DPO rounds) build on the finished study
+    assert study_main(["--profile", "tiny", "--smoke", "--jobs", "2", "--extensions", "--out", str(tmp_path)]) == 0
     assert all(done_marker(plan, s).exists() for s in plan.stages)
     text = (tmp_path / "report" / "study.md").read_text()
     for row in ("SFT on easy levels (Easy-to-Hard)", "PPO, final-answer reward only (easy answers)",
-                "PPO, final-answer reward on all levels (full supervision)"):
+                "PPO, final-answer reward on all levels (full supervision)", "GRPO, easy outcome + PRM process reward",
+                "ReST-EM round 2 (easy answers, PRM on hard)", "Iterative DPO round 2 (easy answers + PRM, PRM on hard)"):
         line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
         assert "%" in line  # measured, not "-"
     assert "| weighted:prm |" in text and "| best_of_n:oprm |" in text
@@ -29,6 +33,8 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     assert study["chance"] == 0.1 and set(study["evaluators"]) == {"orm", "prm", "oprm"}
     assert study["samples"]["all"]["clip_rate"] is not None
     assert all(seconds is not None for seconds in study["stage_seconds"].values())
+    claims = {c["claim"]: c for c in study["claims"]}
+    assert claims["ReST-EM with the easy PRM improves hard accuracy over SFT (round 2)"]["paper"].startswith("about equal")
     report = json.loads((tmp_path / "report" / "rerank" / "report.json").read_text())
     assert set(report["scorers"]) == {"orm", "prm", "oprm"}
     # a second run finds everything done and only rewrites the report
@@ -54,6 +60,21 @@ def test_quick_runs_the_generator_side_only(tmp_path, ran):
     assert study_main(["--profile", "tiny", "--quick", "--out", str(tmp_path)]) == 0
     assert ran == ["sft_easy", "eval_sft_easy", "sample"]
     assert "(the sampling and re-ranking stages have not run)" in (tmp_path / "report" / "study.md").read_text()
+
+
+def test_extensions_run_only_when_asked_each_round_after_the_last(tmp_path, ran):
+    assert study_main(["--profile", "tiny", "--out", str(tmp_path)]) == 0
+    plan = tiny_plan(tmp_path)
+    extensions = [s.name for s in plan.stages if s.extension]
+    assert ran and not set(ran) & set(extensions) and len(ran) == len(plan.stages) - len(extensions)
+    ran.clear()
+    assert study_main(["--profile", "tiny", "--extensions", "--out", str(tmp_path)]) == 0
+    assert sorted(ran) == sorted(extensions)
+    order = {name: i for i, name in enumerate(ran)}
+    # round 2 samples with round 1's policy; each round's training waits for its selection of samples
+    assert order["rest_em_1"] < order["rest_em_2_self_sample"] < order["rest_em_2_data"] < order["rest_em_2"]
+    assert order["dpo_1"] < order["dpo_2_self_sample"] < order["dpo_2_pairs"] < order["dpo_2"]
+    assert {"grpo", "eval_grpo", "self_1_sample", "self_1_score"} <= set(ran)
 
 
 def test_quick_micro_builds_the_micro_inputs_first(tmp_path, monkeypatch, ran):

@@ -46,6 +46,12 @@ def test_rest_em_keeps_right_or_well_scored_complete_solutions_best_first_and_ca
     assert [r["unique_id"] for r in records] == ["easy#2", "easy#1", "hard#0", "hard#2"]
     assert records[0] == {"unique_id": "easy#2", "problem": "3+4-1", "solution": "step 2", "answer": "6", "level": 2}
     assert records[2]["answer"] == "9"  # a hidden-answer record keeps the sample's own answer
+    # a right answer read from free text (no "# Answer" section): the whole completion is the solution, and the
+    # trainer writes the answer section; a sample without any answer is never accepted
+    free_text = {"easy": [{**sample(0, 2, True, 0.9, problem="easy"), "completion": "3+4-1=6"},
+                          {**sample(1, 2, True, 0.9, problem="easy"), "answer": None}]}
+    (record,) = accepted_records(free_text, hidden_levels=[4, 5], threshold=0.5)
+    assert (record["solution"], record["answer"]) == ("3+4-1=6", "6")
     capped = accepted_records(samples, hidden_levels=[4, 5], threshold=0.5, max_per_problem=1)
     assert [r["unique_id"] for r in capped] == ["easy#2", "hard#0"]
 
@@ -92,4 +98,11 @@ def test_the_cli_writes_pairs_and_accepted_records(tmp_path, capsys):
     unscored.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "score"}) + "\n" for r in rows))
     assert main(["data", "pairs", str(unscored), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "has none; score the samples first" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+    # nothing selected: the round stops here, saying why, rather than at an empty fit
+    assert main(["data", "accepted", str(path), "--out", str(tmp_path / "x.jsonl"), "--threshold", "2",
+                 "--hidden-levels", "2", "4"]) == 2
+    assert "the evaluator accepted no sample" in capsys.readouterr().err
+    assert main(["data", "pairs", str(path), "--out", str(tmp_path / "x.jsonl"), "--min-margin", "5"]) == 2
+    assert "no pairs: in every problem" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
