@@ -578,9 +578,11 @@ have run (`bin/study.py --extensions`).
              "standard error; *noise*: within two standard errors of no difference.\n\n"
              + _table(["claim", "paper", "ours", "reading", "measured on"], _claim_rows(study["claims"])) + "\n")
     about = {s.name: s.about for s in plan.stages}
+    extension = {s.name for s in plan.stages if s.extension}
     text += "\n## Stages and wall time\n\n" + _table(
         ["stage", "what", "seconds"],
-        [[name, about[name], "not run" if t is None else f"{t:.0f}"] for name, t in times.items()]) + "\n"
+        [[name, about[name], "not run" if t is None else f"{t:.0f}"] for name, t in times.items()
+         if t is not None or name not in extension]) + "\n"  # extensions not asked for are left out
     atomic_write_text(json.dumps(study, indent=1, default=str) + "\n", folder / "study.json")
     path = folder / "study.md"
     atomic_write_text(text, path)

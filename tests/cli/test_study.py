@@ -33,8 +33,6 @@ def test_the_tiny_study_runs_end_to_end_in_smoke_mode(tmp_path):
     assert study["chance"] == 0.1 and set(study["evaluators"]) == {"orm", "prm", "oprm"}
     assert study["samples"]["all"]["clip_rate"] is not None
     assert all(seconds is not None for seconds in study["stage_seconds"].values())
-    claims = {c["claim"]: c for c in study["claims"]}
-    assert claims["ReST-EM with the easy PRM improves hard accuracy over SFT (round 2)"]["paper"].startswith("about equal")
     report = json.loads((tmp_path / "report" / "rerank" / "report.json").read_text())
     assert set(report["scorers"]) == {"orm", "prm", "oprm"}
     # a second run finds everything done and only rewrites the report

@@ -83,3 +83,31 @@ def test_the_math_report_has_no_chance_level_and_reads_the_evaluators_validation
     assert "greedy hard accuracy (no chance level" in claims["SFT on easy levels solves some hard problems"]["note"]
     assert claims["an easy-trained PRM tells right from wrong hard steps (AUROC > 0.5)"]["reading"] == "reversed"
     assert claims["an easy-trained OPRM tells right from wrong hard steps (AUROC > 0.5)"]["reading"] == "effect"
+
+
+def test_extension_rows_appear_once_run_with_the_last_round_in_the_claims(tmp_path):
+    """GRPO, ReST-EM and iterative DPO rows join PPO's when their evaluations exist; the claim of each method is
+    read at its last round that ran, beside the paper's figure."""
+    plan = tiny_plan(tmp_path)
+    _metrics(tmp_path / "eval_sft_easy", "test", {"level_1": (1.0, 100), "hard": (0.10, 100)})
+    text = write_report(plan).read_text()
+    assert "GRPO, easy outcome" not in text.split("## PPO and the other RL methods")[1].split("Exactly solved")[0]
+    _metrics(tmp_path / "eval_grpo", "test", {"level_1": (1.0, 100), "hard": (0.16, 100)})
+    _metrics(tmp_path / "eval_rest_em_1", "test", {"level_1": (0.9, 100), "hard": (0.12, 100)})
+    _metrics(tmp_path / "eval_dpo_1", "test", {"level_1": (0.9, 100), "hard": (0.08, 100)})
+    _metrics(tmp_path / "eval_dpo_2", "test", {"level_1": (0.8, 100), "hard": (0.30, 100)})
+    text = write_report(plan).read_text()
+    assert "| GRPO, easy outcome + PRM process reward | 100.0% ± 0.0 |" in text
+    assert "| ReST-EM round 1 (easy answers, PRM on hard) | 90.0% ± 3.0 |" in text
+    assert "ReST-EM round 2" not in text  # not run: no row
+    study = json.loads((tmp_path / "report" / "study.json").read_text())
+    claims = {c["claim"]: c for c in study["claims"]}
+    # DPO at its last round (2): 30% - 10% = 20 points; SE sqrt(.3*.7/100 + .1*.9/100) = 5.5 points: an effect
+    dpo = claims["Iterative DPO with the easy PRM improves hard accuracy over SFT (round 2)"]
+    assert abs(dpo["ours"]["difference"] - 0.2) < 1e-9 and dpo["reading"] == "effect"
+    assert dpo["paper"].startswith("equal")
+    # ReST-EM at round 1 (round 2 not run): +2 points, SE sqrt(.12*.88/100 + .09/100) = 4.4 points: noise
+    rest = claims["ReST-EM with the easy PRM improves hard accuracy over SFT (round 1)"]
+    assert rest["reading"] == "noise" and rest["paper"].startswith("about equal")
+    assert claims["GRPO with the easy PRM improves hard accuracy over SFT"]["paper"] == "not in the paper"
+    assert "| ReST-EM with the easy PRM improves hard accuracy over SFT (round 1) | about equal" in text
