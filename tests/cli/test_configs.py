@@ -36,6 +36,19 @@ def test_full_sft_composes_on_easy_sft(tiny_model_dir, monkeypatch):
     assert cli.trainer.default_root_dir == "runs/math/sft_full"
 
 
+@pytest.mark.parametrize("profile, sft", [("tiny", "sft"), ("math", "sft_easy")])
+def test_rest_em_trains_on_every_accepted_level_from_the_base(profile, sft, tiny_model_dir, monkeypatch):
+    """The ReST-EM delta points SFT at the accepted records and lifts SFT's levels 1-3 filter (a mapping merges
+    into the base config's, so the filter would otherwise stay and drop every accepted hard solution)."""
+    monkeypatch.chdir(REPO)
+    base = REPO / f"configs/{profile}/{sft}.yaml"
+    cli = build_cli(["--config", str(base), "--config", str(REPO / f"configs/{profile}/rest_em.yaml"),
+                     "--model.init_args.model", tiny_model_dir], run=False)
+    assert cli.datamodule.train_source.source == f"runs/{profile}/rest_em.jsonl"
+    assert cli.datamodule.train_source.levels is None
+    assert cli.trainer.default_root_dir == f"runs/{profile}/rest_em"
+
+
 def test_the_ppo_config_prints_its_argument_groups(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(REPO / "configs/tiny/ppo.yaml"), "--print_config"])
