@@ -75,6 +75,13 @@ def test_extensions_run_only_when_asked_each_round_after_the_last(tmp_path, ran)
     assert {"grpo", "eval_grpo", "self_1_sample", "self_1_score"} <= set(ran)
 
 
+def test_extensions_are_a_tiny_profile_option(tmp_path, monkeypatch, ran):
+    monkeypatch.setattr(runner, "make_links", lambda plan: None)
+    with pytest.raises(SystemExit):
+        study_main(["--profile", "math", "--micro", "--extensions", "--out", str(tmp_path)])
+    assert ran == []
+
+
 def test_quick_micro_builds_the_micro_inputs_first(tmp_path, monkeypatch, ran):
     monkeypatch.setattr(runner, "make_links", lambda plan: None)
     assert study_main(["--profile", "math", "--micro", "--quick", "--out", str(tmp_path)]) == 0
