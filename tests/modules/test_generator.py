@@ -222,7 +222,7 @@ def greedy_accuracy(module, levels, limit=60) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # ~10 minutes on 2 idle cores; more when the machine is shared
 def test_tiny_sft_learns_the_easy_levels(tmp_path, monkeypatch):
-    """The shipped tiny config (800 steps on levels 1-3, seed 0) solves level-1 problems.
+    """The shipped tiny config (at most 800 steps on levels 1-3, seed 0) solves level-1 problems.
 
     Measured with this config on 2 CPU cores: the loss sits on a plateau (~0.16/token: the format learned,
     the arithmetic not) until about step 380, then falls to ~0 by step 500; greedy level-1 accuracy on the
@@ -234,8 +234,16 @@ def test_tiny_sft_learns_the_easy_levels(tmp_path, monkeypatch):
     """
     monkeypatch.chdir(tmp_path)
     config = REPO / "configs/tiny/sft.yaml"
-    main(["fit", "--config", str(config), "--trainer.val_check_interval", "800",
-          "--trainer.enable_progress_bar", "false", "--data.init_args.val.limit", "20"])
+    # Validated on 20 level-1 problems every 100 steps, the run stops once more than 90% of them are right: the
+    # claim is "within the config's 800 steps", and the plateau breaks at 400-500. 90%, not 50%, so that the 60
+    # test problems clear the bound with a margin. Measured 2026-12-07: 15 / 0 / 0 / 50 / 95% at steps 100-500,
+    # stopped at 500 (1,384 s on cores shared with a probe, against 1,982 s for all 800 steps).
+    main(["fit", "--config", str(config), "--trainer.val_check_interval", "100",
+          "--trainer.enable_progress_bar", "false", "--data.init_args.val.limit", "20",
+          "--data.init_args.val.levels", "[1]",
+          "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+          "--trainer.callbacks.monitor=val/acc_level_1", "--trainer.callbacks.mode=max",
+          "--trainer.callbacks.stopping_threshold=0.9", "--trainer.callbacks.patience=1000"])
     model_config = yaml.safe_load(config.read_text())["model"]["init_args"]["model_config"]
     untrained = GeneratorModule(tokenizer="char", model_config=model_config, max_new_tokens=64)
     before = greedy_accuracy(untrained, [1])["test/acc_level_1"]
