@@ -2,8 +2,8 @@
 solution (what a reward model trains on).
 
 One line per sample: problem_id, level, sample_index, prompt, completion, answer, gold, correct, undecided
-(grading ran out of its CPU budget), solved (right answer from steps the exact checker accepts; synthetic
-problems only, else null), num_tokens, clipped (cut by max_new_tokens).
+(grading ran out of its CPU budget), solved (right answer from steps the exact checker accepts; problems
+of a generated benchmark only, else null), num_tokens, clipped (cut by max_new_tokens).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from e2h.data.errors import DataError
 from e2h.data.files import read_jsonl
 from e2h.data.prompts import QUESTION_HEADING, SOLUTION_HEADING, question_from_prompt
 from e2h.data.step_solutions import StepSolution, completion_steps
-from e2h.data.synthetic import SOURCE, is_synthetic, label_steps
+from e2h.data.exact_check import BENCHMARKS, checker_for
 
 SAMPLE_FIELDS = ("problem_id", "level", "sample_index", "completion", "answer", "gold")
 
@@ -67,14 +67,16 @@ def sample_outcome(row: dict[str, Any]) -> int:
 
 def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> StepSolution:
     """A graded sample as a step-labelled solution: steps from its completion, outcome from its grade, and
-    with `process_labels` exact step labels (synthetic problems only)."""
+    with `process_labels` exact step labels (problems of a generated benchmark only)."""
     steps = completion_steps(row["completion"])
     question = question_from_prompt(row["prompt"])
     labels: list[int | None] = [None] * len(steps)
     if process_labels:
-        if not is_synthetic(str(row["problem_id"])):
+        checker = checker_for(str(row["problem_id"]))
+        if checker is None:
+            ids = " or ".join(f"{b.SOURCE}/..." for b in BENCHMARKS)
             raise DataError(
-                f"{where}: process_labels needs synthetic problems (ids {SOURCE}/...), "
+                f"{where}: process_labels needs problems of a generated benchmark (ids {ids}), "
                 f"got {row['problem_id']!r}"
             )
         if question is None:
@@ -83,7 +85,7 @@ def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> St
                 "process_labels needs the paper prompt format"
             )
         try:
-            labels = label_steps(question, steps)[0]
+            labels = checker.label_steps(question, steps)[0]
         except ValueError as e:
             raise DataError(f"{where}: {e}") from None
     return StepSolution(

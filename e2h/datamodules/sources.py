@@ -29,6 +29,7 @@ from e2h.data.step_solutions import StepSolution
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
+CHAINS = "chains"
 SYNTHETIC_PER_LEVEL = {"train": 2000, "test": 60}
 """The synthetic benchmark's size: problems per level of its train and test splits (what every config uses)."""
 STEP_SOURCE_KINDS = ("steps", "synthetic", "samples")
@@ -38,12 +39,15 @@ STEP_SOURCE_KINDS = ("steps", "synthetic", "samples")
 class ProblemSource:
     """A problem set and its selection.
 
-    source: local .jsonl/.json/.parquet, a hub dataset id, or ``synthetic`` (generated in memory).
-    split: the hub split, or the synthetic split (``train`` / ``test``, disjoint).
+    source: local .jsonl/.json/.parquet, a hub dataset id, or a benchmark generated in memory: ``synthetic``
+        (`e2h.data.synthetic`) or ``chains`` (`e2h.data.chains`).
+    split: the hub split, or the generated benchmark's split (``train`` / ``test``, disjoint).
     levels: keep only these levels (None: all).
     limit: keep at most this many problems after filtering, drawn with `seed` (None: all).
-    synthetic_per_level: problems per level of the synthetic split ``train`` and ``test`` (default
+    synthetic_per_level: problems per level of the generated splits ``train`` and ``test`` (default
         `SYNTHETIC_PER_LEVEL`; a split left out keeps its default).
+    fillers: ``chains`` only: the probability of one more filler step before each step of a train solution
+        (`e2h.data.chains.with_fillers`; 0, the default, writes none).
     """
 
     source: str = SYNTHETIC
@@ -52,6 +56,11 @@ class ProblemSource:
     limit: int | None = None
     seed: int = 0
     synthetic_per_level: dict[str, int] = field(default_factory=lambda: dict(SYNTHETIC_PER_LEVEL))
+    fillers: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fillers and self.source != CHAINS:
+            raise ValueError(f"`fillers` applies to source {CHAINS!r} only, not {self.source!r}")
 
     def load(self, held_out: list[Problem] | None = None) -> list[Problem]:
         problems = self._load_all()
@@ -65,14 +74,19 @@ class ProblemSource:
         return problems
 
     def _load_all(self) -> list[Problem]:
-        if self.source != SYNTHETIC:
+        if self.source not in (SYNTHETIC, CHAINS):
             return load_problems(self.source, split=self.split)
-        from e2h.data.synthetic import benchmark_splits
-
         if self.split not in ("train", "test"):
-            raise ValueError(f"synthetic split must be 'train' or 'test', got {self.split!r}")
+            raise ValueError(f"{self.source} split must be 'train' or 'test', got {self.split!r}")
         sizes = {**SYNTHETIC_PER_LEVEL, **self.synthetic_per_level}
-        train, test = benchmark_splits(sizes["train"], sizes["test"], seed=self.seed)
+        if self.source == CHAINS:
+            from e2h.data import chains
+
+            train, test = chains.benchmark_splits(sizes["train"], sizes["test"], seed=self.seed, fillers=self.fillers)
+        else:
+            from e2h.data.synthetic import benchmark_splits
+
+            train, test = benchmark_splits(sizes["train"], sizes["test"], seed=self.seed)
         return train if self.split == "train" else test
 
 

@@ -5,8 +5,9 @@ Beside the accuracy it logs what a reader needs to trust it, per subset:
 
 - ``clip_{key}``: the fraction of completions cut by ``max_new_tokens`` (no EOS, no stop string): a cut
   solution graded correct is luck;
-- ``solved_{key}``: where an exact checker exists (the synthetic benchmark), the fraction whose answer is right
-  *and* whose every step is right (`e2h.data.synthetic.solves`); accuracy minus this is lucky answers;
+- ``solved_{key}``: where an exact checker exists (the generated benchmarks), the fraction whose answer is right
+  *and* whose every step is right (`solves` of `e2h.data.exact_check.checker_for`); accuracy minus this is lucky
+  answers;
 - ``n_{key}``: the number of problems, so standard errors can be computed from the logged figures.
 """
 
@@ -20,17 +21,18 @@ from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from e2h.data.records import SUBSET_KEYS, subset_keys
-from e2h.data.synthetic import is_synthetic, solves
+from e2h.data.exact_check import checker_for
 from e2h.generation.sampling import SamplingConfig, generate_completions
 from e2h.grading import extract_answer, is_equivalent
 
 
 def solved_exactly(problem: dict[str, Any], completion: str, correct: bool) -> bool | None:
     """Whether a graded-correct completion is also a valid solution, where an exact step checker exists
-    (synthetic problems); None where none does (e.g. MATH)."""
-    if not is_synthetic(problem.get("unique_id")):
+    (the generated benchmarks); None where none does (e.g. MATH)."""
+    checker = checker_for(problem.get("unique_id"))
+    if checker is None:
         return None
-    return correct and solves(problem["problem"], completion)
+    return correct and checker.solves(problem["problem"], completion)
 
 
 class GreedyAccuracy(torch.nn.Module):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2h.data.records import subset_keys
-from e2h.data.synthetic import ANSWER_CHANCE, is_synthetic
+from e2h.data.exact_check import checker_for
 from e2h.eval.reranking import majority_vote
 from e2h.eval.stats import NOISE_NOTE, chance_of_any, percent, standard_error
 from e2h.grading import is_equivalent
@@ -24,7 +24,8 @@ class Accuracy:
     majority_correct: int = 0
     any_correct: int = 0
     any_solved: int = 0  # problems with a sample the exact checker accepts
-    checked: int = 0  # problems with an exact checker (synthetic)
+    checked: int = 0  # problems with an exact checker (a generated benchmark)
+    answer_chance: float = 0.0  # the largest chance level among the checked problems' benchmarks
     clipped: int = 0  # samples cut by max_new_tokens
     undecided: int = 0  # samples whose grading ran out of math-verify's CPU budget (graded wrong)
     n: int = 0  # samples per problem (the smallest, if they differ)
@@ -32,7 +33,7 @@ class Accuracy:
     @property
     def chance(self) -> float | None:
         """One guess's chance of the right answer, where known (every problem synthetic)."""
-        return ANSWER_CHANCE if self.problems and self.checked == self.problems else None
+        return self.answer_chance if self.problems and self.checked == self.problems else None
 
     def figures(self) -> dict[str, Any]:
         """Every figure of the row, as fractions, with standard errors over problems."""
@@ -75,7 +76,7 @@ def summarize(by_problem: dict[str, list[dict[str, Any]]]) -> dict[str, Accuracy
             continue
         correct = [_correct(r, gold) for r in rows]
         voted = majority_vote([r["answer"] for r in rows])
-        checked = is_synthetic(problem_id)
+        checker = checker_for(problem_id)
         for key in subset_keys(level):
             acc = table[key]
             acc.n = len(rows) if not acc.problems else min(acc.n, len(rows))
@@ -86,8 +87,9 @@ def summarize(by_problem: dict[str, list[dict[str, Any]]]) -> dict[str, Accuracy
             acc.any_correct += any(correct)
             acc.clipped += sum(bool(r.get("clipped")) for r in rows)
             acc.undecided += sum(bool(r.get("undecided")) for r in rows)
-            if checked:
+            if checker is not None:
                 acc.checked += 1
+                acc.answer_chance = max(acc.answer_chance, checker.ANSWER_CHANCE)
                 acc.any_solved += any(bool(r.get("solved")) for r in rows)
     return dict(table)
 

@@ -1,5 +1,5 @@
 """How well a reward model's step scores separate right steps from wrong ones on a generator's own samples,
-by level and by kind of error, with exact labels from the synthetic benchmark's checker.
+by level and by kind of error, with exact labels from a generated benchmark's checker (`e2h.data.exact_check`).
 
 Labels follow the PRM800K convention the reward models are trained with: every step up to and including the
 first wrong one is labelled (1 right, 0 wrong), the steps after it are not. A scored samples file
@@ -19,18 +19,19 @@ from torchmetrics.functional.classification import binary_auroc
 
 from e2h.data.prompts import question_from_prompt
 from e2h.data.records import subset_keys
-from e2h.data.synthetic import is_synthetic, step_errors
+from e2h.data.exact_check import checker_for
 
 
 def labelled_steps(rows: Iterable[Mapping[str, Any]]) -> list[tuple[int | None, float, str | None]]:
-    """(level, step score, error kind or None for a right step) for every labelled step of the synthetic
-    samples in `rows` (scored sample lines); other rows are skipped."""
+    """(level, step score, error kind or None for a right step) for every labelled step of the samples of
+    generated benchmarks in `rows` (scored sample lines); other rows are skipped."""
     out = []
     for row in rows:
         question = question_from_prompt(row.get("prompt", ""))
-        if not is_synthetic(str(row.get("problem_id"))) or question is None:
+        checker = checker_for(str(row.get("problem_id")))
+        if checker is None or question is None:
             continue
-        for score, error in zip(row["step_scores"], step_errors(question, row["steps"])):
+        for score, error in zip(row["step_scores"], checker.step_errors(question, row["steps"])):
             out.append((row.get("level"), float(score), error))
             if error is not None:
                 break  # PRM800K convention: nothing is labelled after the first wrong step

@@ -70,7 +70,8 @@ def test_samples_errors_name_file_and_line(tmp_path, steps_data, write_jsonl):
     with pytest.raises(DataError, match=r"samples.jsonl:2: .*repeats line 1"):
         steps_data(train=[StepSource(kind="samples", path=str(path))]).setup("fit")
     path = write_jsonl(tmp_path / "samples.jsonl", [line])
-    with pytest.raises(DataError, match=r"samples.jsonl:1: process_labels needs synthetic problems"):
+    needs = r"samples.jsonl:1: process_labels needs problems of a generated benchmark \(ids synthetic/... or chains/...\)"
+    with pytest.raises(DataError, match=needs):
         steps_data(train=[StepSource(kind="samples", path=str(path), process_labels=True)]).setup("fit")
 
 

@@ -1,0 +1,33 @@
+"""The generated benchmarks whose every step e2h can check exactly, found from a record's id.
+
+Two benchmarks are generated in memory: `e2h.data.synthetic` (ids ``synthetic/...``) and `e2h.data.chains`
+(ids ``chains/...``). Each module offers the same checker functions, so evaluation, labelling and reports
+ask `checker_for(problem_id)` and treat both alike; problems of other data (MATH) have no checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+
+from e2h.data import chains, synthetic
+
+BENCHMARKS: tuple[ModuleType, ...] = (synthetic, chains)
+"""Each has SOURCE, ANSWER_CHANCE, STEP_ERRORS, solves, step_errors, label_steps and final_answer."""
+
+
+def checker_for(unique_id: object) -> ModuleType | None:
+    """The benchmark module whose exact checker judges a problem with this id, or None."""
+    if not isinstance(unique_id, str):
+        return None
+    prefix = unique_id.split("/", 1)[0]
+    return next((b for b in BENCHMARKS if b.SOURCE == prefix and unique_id.startswith(f"{prefix}/")), None)
+
+
+def answer_chance(unique_ids: Sequence[object]) -> float | None:
+    """The chance level of final-answer accuracy over these problems: the largest of their benchmarks' (a
+    best constant guess), or None when any problem has no checker (its chance is unknown)."""
+    checkers = [checker_for(i) for i in unique_ids]
+    if not checkers or any(c is None for c in checkers):
+        return None
+    return max(c.ANSWER_CHANCE for c in checkers)

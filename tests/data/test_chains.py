@@ -1,0 +1,185 @@
+"""The pointer-chain benchmark: its solutions, its local step check and its generated splits, against values
+worked out by hand."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from e2h.data import chains
+from e2h.data.exact_check import answer_chance, checker_for
+from e2h.data.prompts import STEP_SEPARATOR, answer_section
+from e2h.data.step_solutions import completion_steps
+
+# The module's example: start 3 at f; f+8 -> 1 (11 mod 10), q*3 -> 3, a*4 -> 12 mod 10 = 2, then the end.
+# x, g, e, c are distractors: a chain of their own (x -> g -> e -> c -> end) that nothing points into.
+PROBLEM = "3>f|a*4>. f+8>q c-2>. q*3>a e+5>c g-1>e x*2>g"
+SOLUTION = ["f+8=1>q", "q*3=3>a", "a*4=2>."]
+
+
+def test_the_module_example_is_solved_exactly() -> None:
+    assert chains.solve_steps(PROBLEM) == SOLUTION
+    assert chains.answer_of(PROBLEM) == "2"
+    assert chains.level_of(PROBLEM) == 2
+
+
+def test_subtraction_and_multiplication_wrap_modulo_10() -> None:
+    # 2-7 = -5 = 5; 5*6 = 30 = 0.
+    problem = "2>b|b-7>k k*6>. z+1>y y+2>."
+    assert chains.solve_steps(problem) == ["b-7=5>k", "k*6=0>."]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "3+4", "3>f|", "3>f|f+8>q", "3>f|f+8>. f+1>.", "3>f|f+8>g g-1>f", "x>f|f+8>."],
+)
+def test_parse_rejects_what_is_not_a_problem(bad: str) -> None:
+    # Not a problem at all, an undefined pointer, a name defined twice, a cycle, a non-digit start.
+    with pytest.raises(ValueError, match="pointer-chain problem"):
+        chains.parse(bad)
+
+
+def test_a_right_solution_checks_right_fillers_included() -> None:
+    assert chains.check_steps(PROBLEM, SOLUTION) == [1, 1, 1]
+    assert chains.check_steps(PROBLEM, ["~", "f+8=1>q", "~", "~", "q*3=3>a", "a*4=2>."]) == [1] * 6
+
+
+def test_each_error_kind_is_named_and_the_check_is_local() -> None:
+    # A wrong result (q*3 from 1 is 3; 7 is written), then the next step computed from the written 7:
+    # a*4 = 28 = 8, right *for what was written*.
+    assert chains.step_errors(PROBLEM, ["f+8=1>q", "q*3=7>a", "a*4=8>."]) == [None, "result", None]
+    # The right name with another definition's operation.
+    assert chains.step_errors(PROBLEM, ["f+8=1>q", "q*4=4>a"]) == [None, "operation"]
+    # The name the previous step did not point to (a distractor), then an early end.
+    assert chains.step_errors(PROBLEM, ["c-2=1>."])[0] == "pointer"
+    assert chains.step_errors(PROBLEM, ["f+8=1>q", "q*3=3>."]) == [None, "pointer"]
+    # Not a step; and anything after the chain has ended.
+    assert chains.step_errors(PROBLEM, ["f+8=1 q"]) == ["format"]
+    assert chains.step_errors(PROBLEM, [*SOLUTION, "~"]) == [None, None, None, "format"]
+
+
+def test_solves_needs_every_step_right_and_the_chain_ended() -> None:
+    full = STEP_SEPARATOR.join(SOLUTION) + answer_section("2")
+    assert chains.solves(PROBLEM, full)
+    assert chains.solves(PROBLEM, "~" + STEP_SEPARATOR + full)
+    # Stopped one step short: every written step is right, yet the chain did not end.
+    assert not chains.solves(PROBLEM, STEP_SEPARATOR.join(SOLUTION[:2]) + answer_section("3"))
+    # The right answer 2 after a wrong middle step (q*3=7, then a*4 from 3 written as 2) is luck, not a solution.
+    lucky = STEP_SEPARATOR.join(["f+8=1>q", "q*3=7>a", "a*4=2>."]) + answer_section("2")
+    assert not chains.solves(PROBLEM, lucky)
+    assert chains.final_answer(completion_steps(lucky)) == "2"
+
+
+def test_labels_stop_after_the_first_wrong_step_and_the_outcome_is_the_answers() -> None:
+    assert chains.label_steps(PROBLEM, ["f+8=1>q", "q*3=7>a", "a*4=8>."]) == ([1, 0, None], 0)
+    assert chains.label_steps(PROBLEM, ["~", *SOLUTION]) == ([1, 1, 1, 1], 1)
+    assert chains.final_answer(SOLUTION[:2]) is None  # no end pointer, no answer
+
+
+def test_problems_have_seven_definitions_and_level_plus_one_operations() -> None:
+    rng = random.Random(0)
+    for level in range(1, chains.MAX_LEVEL + 1):
+        text = chains.random_problem(level, rng)
+        assert len(chains.parse(text).definitions) == chains.DEFINITIONS
+        assert chains.level_of(text) == level
+    with pytest.raises(ValueError, match="level"):
+        chains.random_problem(chains.MAX_LEVEL + 1, rng)
+
+
+def test_splits_are_disjoint_deterministic_and_fillers_change_only_train_solutions() -> None:
+    train, test = chains.benchmark_splits(50, 20, levels=[1, 3, 5], seed=4)
+    assert not {p.problem for p in train} & {p.problem for p in test}
+    assert [p.level for p in test] == [1] * 20 + [3] * 20 + [5] * 20
+    assert test[0].unique_id == "chains/L1/test/0"
+    assert chains.benchmark_splits(50, 20, levels=[1, 3, 5], seed=4) == (train, test)
+    filled, filled_test = chains.benchmark_splits(50, 20, levels=[1, 3, 5], seed=4, fillers=0.5)
+    assert [p.problem for p in filled] == [p.problem for p in train] and filled_test == test
+    assert any("~" in p.solution for p in filled) and not any("~" in p.solution for p in train)
+    for p in filled + test:
+        steps = p.solution.split(STEP_SEPARATOR)
+        assert all(chains.check_steps(p.problem, steps)) and chains.final_answer(steps) == p.answer
+
+
+def test_filler_counts_are_geometric() -> None:
+    # With probability p of one more filler, a step gets k fillers with probability p^k (1 - p): mean p / (1 - p).
+    rng = random.Random(0)
+    counts = [len(chains.with_fillers(["x"], 0.4, rng)) - 1 for _ in range(20000)]
+    assert sum(counts) / len(counts) == pytest.approx(0.4 / 0.6, abs=0.03)
+    assert counts.count(0) / len(counts) == pytest.approx(0.6, abs=0.02)
+
+
+def test_answers_are_checked_against_their_chance_level() -> None:
+    # The best constant guess (0) is right 14-15% of the time, the chance level the benchmark declares.
+    rng = random.Random(1)
+    answers = [chains.answer_of(chains.random_problem(5, rng)) for _ in range(5000)]
+    assert 0.12 < answers.count("0") / len(answers) <= chains.ANSWER_CHANCE
+
+
+def test_the_checker_is_found_from_the_id() -> None:
+    assert checker_for("chains/L4/test/3") is chains
+    assert checker_for("synthetic/L4/test/3").SOURCE == "synthetic"
+    assert checker_for("math/algebra/1.json") is None and checker_for(None) is None
+    assert answer_chance(["chains/L1/test/0", "synthetic/L1/test/0"]) == 0.15
+    assert answer_chance(["chains/L1/test/0", "test/algebra/1.json"]) is None
+
+
+# --- the benchmark inside evaluation and labelling: each use site finds this checker from the id ------------
+
+
+def _sample_line(completion: str, answer: str, sample_index: int = 0, level: int = 2) -> dict:
+    from e2h.data.prompts import PromptFormat
+
+    return {"problem_id": "chains/L2/test/0", "level": level, "sample_index": sample_index,
+            "prompt": PromptFormat("paper").prompt(PROBLEM), "completion": completion, "answer": answer,
+            "gold": "2", "correct": answer == "2", "num_tokens": len(completion)}
+
+
+def test_a_sample_is_labelled_step_by_step_by_the_chain_checker() -> None:
+    from e2h.data.samples import sample_solution
+
+    completion = STEP_SEPARATOR.join(["~", "f+8=1>q", "q*3=7>a", "a*4=8>."]) + answer_section("8")
+    solution = sample_solution(_sample_line(completion, "8"), process_labels=True, where="x")
+    assert solution.labels == (1, 1, 0, None) and solution.outcome == 0
+
+
+def test_solved_and_chance_figures_of_chain_samples() -> None:
+    from e2h.eval.greedy import solved_exactly
+    from e2h.eval.sample_accuracy import summarize
+
+    right = STEP_SEPARATOR.join(SOLUTION) + answer_section("2")
+    lucky = STEP_SEPARATOR.join(["f+8=1>q", "q*3=7>a", "a*4=2>."]) + answer_section("2")
+    assert solved_exactly({"unique_id": "chains/L2/test/0", "problem": PROBLEM}, right, True)
+    assert not solved_exactly({"unique_id": "chains/L2/test/0", "problem": PROBLEM}, lucky, True)
+    rows = [dict(_sample_line(lucky, "2", 0), solved=False), dict(_sample_line(lucky, "2", 1), solved=False)]
+    figures = summarize({"chains/L2/test/0": rows})["level_2"].figures()
+    # Both samples answer 2, right by luck: pass@2 is 1, solved pass@2 is 0; chance is the best guess's 15%.
+    assert figures["pass"] == 1 and figures["solved_pass"] == 0 and figures["chance"] == 0.15
+    assert figures["pass_chance"] == pytest.approx(1 - 0.85**2)
+
+
+def test_step_auroc_reads_chain_error_kinds() -> None:
+    from e2h.eval.step_auroc import labelled_steps, step_auroc
+
+    def row(steps: list[str], scores: list[float]) -> dict:
+        line = _sample_line("", "")
+        return {**line, "level": 4, "steps": steps, "step_scores": scores}
+
+    rows = [row(["f+8=1>q", "q*3=3>a"], [0.9, 0.7]), row(["f+8=1>q", "q*3=3>."], [0.8, 0.3]),
+            row(["f+8=4>q"], [0.95])]
+    # right {0.9, 0.7, 0.8}; a pointer error at 0.3 (below all), a result error at 0.95 (above all).
+    figures = step_auroc(labelled_steps(rows))
+    assert figures["by_kind"] == {"pointer": {"auroc": 1.0, "wrong": 1}, "result": {"auroc": 0.0, "wrong": 1}}
+    assert figures["by_subset"]["level_4"]["auroc"] == pytest.approx(0.5)
+
+
+def test_configs_name_the_benchmark_as_a_problem_source() -> None:
+    from e2h.datamodules.sources import ProblemSource
+
+    sizes = {"train": 30, "test": 5}
+    test = ProblemSource(source="chains", split="test", levels=[4, 5], synthetic_per_level=sizes).load()
+    assert [p.unique_id for p in test[:1]] == ["chains/L4/test/0"] and len(test) == 10
+    train = ProblemSource(source="chains", levels=[1], synthetic_per_level=sizes, fillers=0.9).load()
+    assert sum(p.solution.count("~") for p in train) > 30  # about 9 fillers a step at 0.9
+    with pytest.raises(ValueError, match="`fillers` applies to source 'chains' only"):
+        ProblemSource(source="synthetic", fillers=0.4)
