@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from e2h.data.files import read_jsonl
+from e2h.data import chains
+from e2h.data.files import atomic_write_jsonl, read_jsonl
 from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.step_solutions import StepSolution, read_step_solutions
 from e2h.data.synthetic import write_benchmark
@@ -28,12 +29,29 @@ Files written to --out:
                                        --wrong-fraction of them contain one wrong step
 
 Level 1 has 4,000 distinct problems; each further level multiplies that by 20.
+
+--benchmark chains writes the pointer-chain benchmark instead (e2h.data.chains): seven named operations a
+problem, steps that follow the names, train.jsonl and test.jsonl only (--fillers puts filler steps into
+the train solutions):
+
+  problem  3>f|a*4>. f+8>q c-2>. q*3>a e+5>c g-1>e x*2>g
+  steps    f+8=1>q | q*3=3>a | a*4=2>.     answer 2
 """
 
 
 def _describe(problems_or_solutions: Sequence[Problem] | Sequence[StepSolution]) -> str:
     counts = Counter(item.level for item in problems_or_solutions)
     return ", ".join(f"L{level} {counts[level]}" for level in sorted(counts))
+
+
+def _write_chains(args: argparse.Namespace) -> dict[str, Path]:
+    train, test = chains.benchmark_splits(
+        args.train_per_level, args.test_per_level, args.levels, args.seed, fillers=args.fillers
+    )
+    paths = {name: args.out / f"{name}.jsonl" for name in ("train", "test")}
+    atomic_write_jsonl((p.to_dict() for p in train), paths["train"])
+    atomic_write_jsonl((p.to_dict() for p in test), paths["test"])
+    return paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,11 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.5,
         help="fraction of step-labelled solutions given one wrong step (default 0.5)",
     )
+    parser.add_argument(
+        "--benchmark", choices=("synthetic", "chains"), default="synthetic", help="which benchmark (default synthetic)"
+    )
+    parser.add_argument(
+        "--fillers", type=float, default=0.0, help="chains: probability of one more filler step (default 0)"
+    )
     args = parser.parse_args(argv)
     try:
-        paths = write_benchmark(
-            args.out, args.train_per_level, args.test_per_level, args.levels, args.seed, args.wrong_fraction
-        )
+        if args.benchmark == "chains":
+            paths = _write_chains(args)
+        else:
+            paths = write_benchmark(
+                args.out, args.train_per_level, args.test_per_level, args.levels, args.seed, args.wrong_fraction
+            )
     except ValueError as e:
         parser.error(str(e))
     # Report from the files themselves, so what is printed is what was written.

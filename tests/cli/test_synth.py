@@ -30,3 +30,14 @@ def test_main_refuses_an_impossible_request(tmp_path, capsys) -> None:
     assert exit_info.value.code == 2
     assert "level 1 has at most 4000" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_main_writes_the_pointer_chain_benchmark(tmp_path, capsys) -> None:
+    out = tmp_path / "chains"
+    args = ["--out", str(out), "--train-per-level", "3", "--test-per-level", "2", "--levels", "1", "5"]
+    assert main([*args, "--benchmark", "chains", "--fillers", "0.5"]) == 0
+    assert f"{out / 'test.jsonl'}: 4 problems (L1 2, L5 2)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["test.jsonl", "train.jsonl"]
+    with pytest.raises(SystemExit):
+        main([*args, "--benchmark", "chains", "--levels", "7"])
+    assert "level must be an integer in 1..6" in capsys.readouterr().err
