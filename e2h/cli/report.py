@@ -9,7 +9,9 @@ import time
 from collections.abc import Sequence
 
 from e2h.data.errors import DataError
+from e2h.data.files import read_jsonl
 from e2h.eval.report import build_report, format_markdown, log_tensorboard, write_outputs
+from e2h.eval.step_auroc import format_step_auroc, labelled_steps, step_auroc
 
 
 def _scorer_arg(text: str) -> tuple[str, str]:
@@ -24,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="e2h data report",
         description="Re-ranking accuracy against the number of samples N, by level and easy/hard: mean "
         "single-sample accuracy, majority voting, weighted voting and best-of-N with each reward model's "
-        "scores, and pass@N. Each N is averaged over random subsets of the samples of every problem.",
+        "scores, and pass@N. Each N is averaged over random subsets of the samples of every problem. For "
+        "problems of a generated benchmark, each scorer's step AUROC on the samples' own steps, by level and "
+        "error kind, with the exact checker's labels.",
     )
     parser.add_argument("--samples", required=True, help="samples JSONL written by `e2h predict`")
     parser.add_argument(
@@ -69,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_markdown(report), end="")
+    for name, path in args.scores:
+        # Where the problems have an exact step checker, how well each scorer ranks the samples' own steps.
+        steps = labelled_steps(row for _, row in read_jsonl(path))
+        if steps:
+            print("\n" + format_step_auroc(name, step_auroc(steps)), end="")
     print(
         f"report: {report.problems['all']} problems, {len(report.rows)} accuracies, "
         f"{report.grader_calls} grader calls, {seconds:.2f} s", file=sys.stderr,

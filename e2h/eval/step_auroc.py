@@ -70,3 +70,22 @@ def step_auroc(steps: list[tuple[int | None, float, str | None]]) -> dict[str, A
             for kind, wrong in sorted(kinds.items())
         },
     }
+
+
+def format_step_auroc(name: str, figures: dict[str, Any]) -> str:
+    """`step_auroc`'s figures as Markdown: one row per subset, then one per error kind (0.5 is chance)."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    keys = sorted(k for k in figures["by_subset"] if k.startswith("level")) + [
+        k for k in ("easy", "hard", "all") if k in figures["by_subset"]
+    ]
+    lines = [f"## step AUROC of {name} on the samples' own steps (exact labels; 0.5 is chance)", "",
+             "| subset | AUROC | steps | wrong |", "|---|---:|---:|---:|"]
+    for key in keys:
+        f = figures["by_subset"][key]
+        lines.append(f"| {key} | {cell(f['auroc'])} | {f['steps']} | {f['wrong']} |")
+    for kind, f in figures["by_kind"].items():
+        lines.append(f"| error kind {kind} (against every right step) | {cell(f['auroc'])} | | {f['wrong']} |")
+    return "\n".join(lines) + "\n"

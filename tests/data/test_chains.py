@@ -183,3 +183,19 @@ def test_configs_name_the_benchmark_as_a_problem_source() -> None:
     assert sum(p.solution.count("~") for p in train) > 30  # about 9 fillers a step at 0.9
     with pytest.raises(ValueError, match="`fillers` applies to source 'chains' only"):
         ProblemSource(source="synthetic", fillers=0.4)
+
+
+def test_the_report_command_prints_each_scorers_step_auroc(tmp_path, write_jsonl, capsys) -> None:
+    from e2h.cli.report import main
+
+    right = STEP_SEPARATOR.join(SOLUTION) + answer_section("2")
+    early = STEP_SEPARATOR.join(["f+8=1>q", "q*3=3>."]) + answer_section("3")
+    samples = [_sample_line(right, "2", 0, level=4), _sample_line(early, "3", 1, level=4)]
+    scored = [{**samples[0], "steps": completion_steps(right), "step_scores": [0.9, 0.8, 0.7], "score": 0.7},
+              {**samples[1], "steps": completion_steps(early), "step_scores": [0.85, 0.2], "score": 0.2}]
+    args = ["--samples", str(write_jsonl(tmp_path / "s.jsonl", samples)), "--ns", "1", "2"]
+    assert main([*args, "--scores", f"prm={write_jsonl(tmp_path / 'p.jsonl', scored)}"]) == 0
+    out = capsys.readouterr().out
+    # Right steps {0.9, 0.8, 0.7, 0.85} against the early end at 0.2: every pair ordered right.
+    assert "## step AUROC of prm on the samples' own steps" in out
+    assert "| level_4 | 1.000 | 5 | 1 |" in out and "| error kind pointer (against every right step) | 1.000 | | 1 |" in out
