@@ -102,7 +102,8 @@ def format_summary(table: dict[str, Accuracy]) -> str:
     )
     note = (
         "\n\nFigures are ± one standard error over problems. solved pass@N counts only samples whose every step "
-        "the exact checker accepts (synthetic problems). clip rate: samples cut by max_new_tokens. " + NOISE_NOTE
+        "the exact checker accepts (problems of a generated benchmark). clip rate: samples cut by max_new_tokens. "
+        + NOISE_NOTE
     )
     undecided = table["all"].undecided if "all" in table else 0
     if undecided:
