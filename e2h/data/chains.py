@@ -199,8 +199,13 @@ def check_steps(problem: str, steps: Sequence[str]) -> list[int]:
     return [int(error is None) for error in step_errors(problem, steps)]
 
 
+def is_filler(step: str) -> bool:
+    """Whether a written step is a filler: always right, and no reasoning to judge (step AUROC leaves it out)."""
+    return isinstance(step, str) and strip_answer_section(step).strip() == FILLER
+
+
 def _real_steps(steps: Sequence[str]) -> list[str]:
-    return [s for s in steps if not (isinstance(s, str) and strip_answer_section(s).strip() == FILLER)]
+    return [s for s in steps if not is_filler(s)]
 
 
 def final_answer(steps: Sequence[str]) -> str | None:

@@ -13,7 +13,7 @@ from types import ModuleType
 from e2h.data import chains, synthetic
 
 BENCHMARKS: tuple[ModuleType, ...] = (synthetic, chains)
-"""Each has SOURCE, ANSWER_CHANCE, STEP_ERRORS, solves, step_errors, label_steps and final_answer."""
+"""Each has SOURCE, ANSWER_CHANCE, STEP_ERRORS, solves, step_errors, label_steps, final_answer and is_filler."""
 
 
 def checker_for(unique_id: object) -> ModuleType | None:

@@ -215,6 +215,11 @@ def solves(expression: str, completion: str) -> bool:
     return len(steps) == num_operations(expression) and all(check_steps(expression, steps))
 
 
+def is_filler(step: str) -> bool:
+    """Whether a written step is a filler step (`e2h.data.chains` has them); this benchmark has none."""
+    return False
+
+
 def is_synthetic(unique_id: str | None) -> bool:
     """Whether a record's id names a problem of this benchmark (``synthetic/L{level}/...``)."""
     return isinstance(unique_id, str) and unique_id.startswith(f"{SOURCE}/")

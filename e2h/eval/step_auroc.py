@@ -31,7 +31,9 @@ def labelled_steps(rows: Iterable[Mapping[str, Any]]) -> list[tuple[int | None, 
         checker = checker_for(str(row.get("problem_id")))
         if checker is None or question is None:
             continue
-        for score, error in zip(row["step_scores"], checker.step_errors(question, row["steps"])):
+        for step, score, error in zip(row["steps"], row["step_scores"], checker.step_errors(question, row["steps"])):
+            if checker.is_filler(step):
+                continue  # always right and no reasoning in it: counting it would flatter the scorer
             out.append((row.get("level"), float(score), error))
             if error is not None:
                 break  # PRM800K convention: nothing is labelled after the first wrong step

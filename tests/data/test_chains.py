@@ -166,8 +166,9 @@ def test_step_auroc_reads_chain_error_kinds() -> None:
         return {**line, "level": 4, "steps": steps, "step_scores": scores}
 
     rows = [row(["f+8=1>q", "q*3=3>a"], [0.9, 0.7]), row(["f+8=1>q", "q*3=3>."], [0.8, 0.3]),
-            row(["f+8=4>q"], [0.95])]
-    # right {0.9, 0.7, 0.8}; a pointer error at 0.3 (below all), a result error at 0.95 (above all).
+            row(["~", "f+8=4>q"], [0.99, 0.95])]
+    # right {0.9, 0.7, 0.8}; a pointer error at 0.3 (below all), a result error at 0.95 (above all). The filler
+    # step scored 0.99 is left out: counted as a right step it would lift both AUROCs.
     figures = step_auroc(labelled_steps(rows))
     assert figures["by_kind"] == {"pointer": {"auroc": 1.0, "wrong": 1}, "result": {"auroc": 0.0, "wrong": 1}}
     assert figures["by_subset"]["level_4"]["auroc"] == pytest.approx(0.5)
