@@ -237,11 +237,6 @@ def label_steps(problem: str, steps: Sequence[str]) -> tuple[list[int | None], i
     return labels, int(final_answer(steps) == answer_of(problem))
 
 
-def is_chains(unique_id: str | None) -> bool:
-    """Whether a record's id names a problem of this benchmark (``chains/L{level}/...``)."""
-    return isinstance(unique_id, str) and unique_id.startswith(f"{SOURCE}/")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Generating problems
 

@@ -7,7 +7,6 @@ ask `checker_for(problem_id)` and treat both alike; problems of other data (MATH
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import ModuleType
 
 from e2h.data import chains, synthetic
@@ -23,11 +22,3 @@ def checker_for(unique_id: object) -> ModuleType | None:
     prefix = unique_id.split("/", 1)[0]
     return next((b for b in BENCHMARKS if b.SOURCE == prefix and unique_id.startswith(f"{prefix}/")), None)
 
-
-def answer_chance(unique_ids: Sequence[object]) -> float | None:
-    """The chance level of final-answer accuracy over these problems: the largest of their benchmarks' (a
-    best constant guess), or None when any problem has no checker (its chance is unknown)."""
-    checkers = [checker_for(i) for i in unique_ids]
-    if not checkers or any(c is None for c in checkers):
-        return None
-    return max(c.ANSWER_CHANCE for c in checkers)

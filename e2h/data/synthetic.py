@@ -220,11 +220,6 @@ def is_filler(step: str) -> bool:
     return False
 
 
-def is_synthetic(unique_id: str | None) -> bool:
-    """Whether a record's id names a problem of this benchmark (``synthetic/L{level}/...``)."""
-    return isinstance(unique_id, str) and unique_id.startswith(f"{SOURCE}/")
-
-
 def label_steps(expression: str, steps: Sequence[str]) -> tuple[list[int | None], int]:
     """Process labels in the PRM800K convention, and the outcome label.
 
