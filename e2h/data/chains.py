@@ -35,8 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from e2h.data.prompts import STEP_SEPARATOR
-from e2h.data.records import ALL_LEVELS, Problem
-from e2h.data.step_solutions import completion_steps, strip_answer_section
+from e2h.data.records import Problem
+from e2h.data.step_solutions import completion_steps, labels_to_first_error, strip_answer_section
+from e2h.data.synthetic import counts_per_level
 from e2h.generation.seeding import stable_seed
 
 SOURCE = "chains"
@@ -124,9 +125,14 @@ def solve_steps(problem: str) -> list[str]:
     return steps
 
 
+def _value_of(step: str) -> str:
+    """The value a right step writes (``f+8=1>q`` -> ``1``)."""
+    return step.split("=")[1][0]
+
+
 def answer_of(problem: str) -> str:
     """The true answer: the value after the chain's last operation."""
-    return solve_steps(problem)[-1].split("=")[1][0]
+    return _value_of(solve_steps(problem)[-1])
 
 
 def with_fillers(steps: Sequence[str], fillers: float, rng: random.Random) -> list[str]:
@@ -229,12 +235,7 @@ def solves(problem: str, completion: str) -> bool:
 def label_steps(problem: str, steps: Sequence[str]) -> tuple[list[int | None], int]:
     """Process labels in the PRM800K convention (`check_steps` up to the first wrong step, None after it),
     and the outcome label: whether the solution's final answer is the true one."""
-    checks = check_steps(problem, steps)
-    labels: list[int | None] = list(checks)
-    if 0 in checks:
-        first_wrong = checks.index(0)
-        labels[first_wrong + 1 :] = [None] * (len(checks) - first_wrong - 1)
-    return labels, int(final_answer(steps) == answer_of(problem))
+    return labels_to_first_error(check_steps(problem, steps)), int(final_answer(steps) == answer_of(problem))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,12 +263,6 @@ def random_problem(level: int, rng: random.Random) -> str:
     return f"{rng.randrange(10)}>{chain[0]}|" + " ".join(definitions)
 
 
-def _counts(n_per_level: int | Mapping[int, int], levels: Sequence[int] | None) -> list[tuple[int, int]]:
-    if isinstance(n_per_level, Mapping):
-        return [(level, n_per_level[level]) for level in (sorted(n_per_level) if levels is None else levels)]
-    return [(level, n_per_level) for level in (ALL_LEVELS if levels is None else levels)]
-
-
 def generate_problems(
     n_per_level: int | Mapping[int, int],
     levels: Sequence[int] | None = None,
@@ -284,7 +279,7 @@ def generate_problems(
     # Fillers draw from their own stream, so the problems are the same whatever `fillers` is.
     filler_rng = random.Random(stable_seed("e2h.chains.fillers", seed))
     problems: list[Problem] = []
-    for level, n in _counts(n_per_level, levels):
+    for level, n in counts_per_level(n_per_level, levels):
         seen: set[str] = set()
         k = 0
         while k < n:
@@ -292,12 +287,12 @@ def generate_problems(
             if text in seen or text in exclude:
                 continue
             seen.add(text)
-            steps = with_fillers(solve_steps(text), fillers, filler_rng)
+            reference = solve_steps(text)
             problems.append(
                 Problem(
                     problem=text,
-                    solution=STEP_SEPARATOR.join(steps),
-                    answer=answer_of(text),
+                    solution=STEP_SEPARATOR.join(with_fillers(reference, fillers, filler_rng)),
+                    answer=_value_of(reference[-1]),
                     level=level,
                     subject=SUBJECT,
                     unique_id=f"{SOURCE}/L{level}/{split}/{k}",

@@ -19,6 +19,5 @@ def checker_for(unique_id: object) -> ModuleType | None:
     """The benchmark module whose exact checker judges a problem with this id, or None."""
     if not isinstance(unique_id, str):
         return None
-    prefix = unique_id.split("/", 1)[0]
-    return next((b for b in BENCHMARKS if b.SOURCE == prefix and unique_id.startswith(f"{prefix}/")), None)
-
+    prefix, slash, _ = unique_id.partition("/")
+    return next((b for b in BENCHMARKS if slash and b.SOURCE == prefix), None)

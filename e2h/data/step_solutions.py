@@ -78,6 +78,17 @@ def completion_steps(completion: str) -> list[str]:
     return [completion[start:end] for start, end in completion_step_spans(completion)]
 
 
+def labels_to_first_error(checks: Sequence[int]) -> list[int | None]:
+    """Step labels in the PRM800K convention from per-step checks (1 right, 0 wrong): every check up to and
+    including the first wrong step, None after it (labelling stops at the first error, as PRM800K's raters
+    did)."""
+    labels: list[int | None] = list(checks)
+    if 0 in labels:
+        first_wrong = labels.index(0)
+        labels[first_wrong + 1 :] = [None] * (len(labels) - first_wrong - 1)
+    return labels
+
+
 def _check_label(value: Any, what: str) -> int | None:
     # bool is an int subclass; JSON true/false is accepted as 1/0, anything else must be 0, 1 or null.
     if value is None:

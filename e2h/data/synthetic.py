@@ -31,7 +31,13 @@ from pathlib import Path
 from e2h.data.files import atomic_write_jsonl
 from e2h.data.prompts import STEP_SEPARATOR, answer_section
 from e2h.data.records import ALL_LEVELS, Problem
-from e2h.data.step_solutions import StepSolution, completion_steps, strip_answer_section, write_step_solutions
+from e2h.data.step_solutions import (
+    StepSolution,
+    completion_steps,
+    labels_to_first_error,
+    strip_answer_section,
+    write_step_solutions,
+)
 from e2h.generation.seeding import stable_seed
 
 SUBJECT = "Arithmetic (mod 10)"
@@ -228,11 +234,7 @@ def label_steps(expression: str, steps: Sequence[str]) -> tuple[list[int | None]
     what an ORM learns: 1 iff `final_answer(steps)` equals the true answer, whatever the steps were (with
     + and - a single wrong result always shifts the answer, so a lucky right answer needs two errors).
     """
-    checks = check_steps(expression, steps)
-    labels: list[int | None] = list(checks)
-    if 0 in checks:
-        first_wrong = checks.index(0)
-        labels[first_wrong + 1 :] = [None] * (len(checks) - first_wrong - 1)
+    labels = labels_to_first_error(check_steps(expression, steps))
     outcome = int(final_answer(steps) == answer_of(expression))
     return labels, outcome
 
@@ -339,7 +341,7 @@ def _sample_indices(rng: random.Random, capacity: int, n: int, banned: set[int],
     return list(chosen)
 
 
-def _counts_per_level(n_per_level: int | Mapping[int, int], levels: Sequence[int] | None) -> list[tuple[int, int]]:
+def counts_per_level(n_per_level: int | Mapping[int, int], levels: Sequence[int] | None) -> list[tuple[int, int]]:
     if isinstance(n_per_level, Mapping):
         if levels is None:
             levels = sorted(n_per_level)
@@ -390,7 +392,7 @@ def generate_problems(
     ``synthetic/L{level}/{split}/{index}``. Asking a level for more problems than exist (minus the
     excluded ones) raises ValueError naming the level and the maximum; level 1 has 4,000.
     """
-    pairs = _counts_per_level(n_per_level, levels)
+    pairs = counts_per_level(n_per_level, levels)
     rng = random.Random(seed)
     excluded = {text for text in exclude if isinstance(text, str) and _EXPRESSION_RE.fullmatch(text)}
     problems: list[Problem] = []

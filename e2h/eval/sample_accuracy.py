@@ -32,7 +32,7 @@ class Accuracy:
 
     @property
     def chance(self) -> float | None:
-        """One guess's chance of the right answer, where known (every problem synthetic)."""
+        """One guess's chance of the right answer, where known (every problem of a generated benchmark)."""
         return self.answer_chance if self.problems and self.checked == self.problems else None
 
     def figures(self) -> dict[str, Any]:
