@@ -120,6 +120,7 @@ def test_the_checker_is_found_from_the_id() -> None:
     assert checker_for("chains/L4/test/3") is chains
     assert checker_for("synthetic/L4/test/3").SOURCE == "synthetic"
     assert checker_for("math/algebra/1.json") is None and checker_for(None) is None
+    assert checker_for("chains") is None  # a bare name is not an id of the benchmark
 
 
 # --- the benchmark inside evaluation and labelling: each use site finds this checker from the id ------------
