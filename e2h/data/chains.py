@@ -31,12 +31,19 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from e2h.data.prompts import STEP_SEPARATOR
 from e2h.data.records import Problem
-from e2h.data.step_solutions import completion_steps, labels_to_first_error, strip_answer_section
+from e2h.data.step_solutions import (
+    StepSolution,
+    completion_steps,
+    corrupted_solutions,
+    labels_to_first_error,
+    strip_answer_section,
+)
 from e2h.data.synthetic import counts_per_level
 from e2h.generation.seeding import stable_seed
 
@@ -236,6 +243,82 @@ def label_steps(problem: str, steps: Sequence[str]) -> tuple[list[int | None], i
     """Process labels in the PRM800K convention (`check_steps` up to the first wrong step, None after it),
     and the outcome label: whether the solution's final answer is the true one."""
     return labels_to_first_error(check_steps(problem, steps)), int(final_answer(steps) == answer_of(problem))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Solutions with one wrong step (reward-model training data)
+
+ERROR_KINDS = ("result", "operation", "pointer")
+"""What `corrupt_steps` can write wrong (`step_errors` names a fourth kind, ``format``, that it does not)."""
+
+
+def corrupt_steps(problem: str, rng: random.Random, position: int | None = None, kind: str = "result") -> tuple[
+    list[str], int
+]:
+    """A solution with exactly one wrong step, and that step's index.
+
+    At `position` (random when None) one step goes wrong, in one of three ways (`kind`):
+
+    - ``result``: the value is replaced by a different digit (an arithmetic slip); later steps continue
+      from the written value, so the answer is wrong;
+    - ``operation``: the operand (or, for ``+``/``-``, the operator) is not the definition's, and the value
+      is computed for what was written; later steps continue from it;
+    - ``pointer``: the step points to ``.`` instead of its next name, so the chain ends early, on that
+      step's value. This is the error a generator makes on chains longer than any it was trained on. The
+      last step already points to ``.``, so `position` is drawn from the others (a level-L chain has L).
+    """
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; choose one of {ERROR_KINDS}")
+    steps = solve_steps(problem)
+    count = len(steps) - 1 if kind == "pointer" else len(steps)
+    if position is None:
+        position = rng.randrange(count)
+    elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < count:
+        raise ValueError(f"position must be a step index in 0..{count - 1} for a {kind} error in {problem!r}, "
+                         f"got {position!r}")
+    chain = parse(problem)
+    names = chain.operations()
+    value = chain.start if position == 0 else int(_value_of(steps[position - 1]))
+    out = steps[:position]
+    for index in range(position, len(names)):
+        name = names[index]
+        op, operand, nxt = chain.definitions[name]
+        if index == position and kind == "operation":
+            op, operand = _miscopied_operation(op, operand, rng)
+        value = apply(value, op, operand)
+        if index == position and kind == "result":
+            value = (value + rng.randrange(1, 10)) % 10
+        if index == position and kind == "pointer":
+            out.append(f"{name}{op}{operand}={value}>{END}")
+            break
+        out.append(f"{name}{op}{operand}={value}>{nxt}")
+    return out, position
+
+
+def _miscopied_operation(op: str, operand: int, rng: random.Random) -> tuple[str, int]:
+    """Another operation than (op, operand): a different operand, or the other of ``+``/``-``."""
+    if op != "*" and rng.random() < 0.5:
+        return ("-" if op == "+" else "+"), operand
+    pool = range(2, 10) if op == "*" else range(1, 10)
+    return op, rng.choice([d for d in pool if d != operand])
+
+
+def generate_step_solutions(
+    problems: Sequence[Problem],
+    wrong_fraction: float = 0.5,
+    seed: int = 0,
+    error_kinds: Sequence[str] = ("pointer",),
+    fillers: float = 0.0,
+) -> list[StepSolution]:
+    """One step-labelled solution per problem: correct, or with one wrong step (`corrupt_steps`) at a random
+    position (`e2h.data.step_solutions.corrupted_solutions`), with filler steps as `with_fillers` puts them.
+
+    Give a reward model's corruptions the fillers its generator writes: a PRM trained on corruptions without
+    fillers, beside the generator's own samples with them, learned to check pointers only in solutions without
+    fillers (measured in docs/study-tiny.md)."""
+    if not 0 <= fillers < 1:
+        raise ValueError(f"fillers is the probability of one more filler step, in [0, 1); got {fillers!r}")
+    return corrupted_solutions(sys.modules[__name__], problems, wrong_fraction, seed, error_kinds, fillers)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -65,9 +65,12 @@ def sample_outcome(row: dict[str, Any]) -> int:
     return int(is_equivalent(row["answer"], row["gold"]))
 
 
-def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> StepSolution:
+def sample_solution(row: dict[str, Any], process_labels: bool, where: str, label_fillers: bool = True) -> StepSolution:
     """A graded sample as a step-labelled solution: steps from its completion, outcome from its grade, and
-    with `process_labels` exact step labels (problems of a generated benchmark only)."""
+    with `process_labels` exact step labels (problems of a generated benchmark only).
+
+    Filler steps (pointer chains' ``~``) are always right and hold nothing to judge: `label_fillers` False
+    leaves them unlabelled, so a validation AUROC counts only the steps that compute something."""
     steps = completion_steps(row["completion"])
     question = question_from_prompt(row["prompt"])
     labels: list[int | None] = [None] * len(steps)
@@ -88,6 +91,8 @@ def sample_solution(row: dict[str, Any], process_labels: bool, where: str) -> St
             labels = checker.label_steps(question, steps)[0]
         except ValueError as e:
             raise DataError(f"{where}: {e}") from None
+        if not label_fillers:
+            labels = [None if checker.is_filler(step) else label for step, label in zip(steps, labels)]
     return StepSolution(
         problem=question if question is not None else row["prompt"],
         steps=tuple(steps),

@@ -13,13 +13,15 @@ JSONL layout, one solution a line::
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from e2h.data.errors import DataError
 from e2h.data.files import atomic_write_jsonl, read_jsonl
-from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR
+from e2h.data.prompts import ANSWER_HEADING, STEP_SEPARATOR, answer_section
 from e2h.data.records import parse_level
 
 
@@ -167,3 +169,61 @@ def read_step_solutions(path: str | Path) -> Iterator[StepSolution]:
 def write_step_solutions(solutions: Iterable[StepSolution], path: str | Path) -> int:
     """Write step-labelled records as JSONL (atomically: a temporary file renamed into place)."""
     return atomic_write_jsonl((s.to_dict() for s in solutions), path)
+
+
+def corrupted_solutions(
+    benchmark: ModuleType,
+    problems: Sequence[Any],
+    wrong_fraction: float,
+    seed: int,
+    error_kinds: Sequence[str],
+    fillers: float = 0.0,
+) -> list[StepSolution]:
+    """One step-labelled solution per problem of a generated benchmark: correct, or with one wrong step.
+
+    `benchmark` is the benchmark's module (`e2h.data.synthetic` or `e2h.data.chains`): its ``ERROR_KINDS``,
+    ``corrupt_steps``, ``solve_steps``, ``final_answer``, ``label_steps``, ``answer_of`` and ``SOURCE``.
+    Exactly round(wrong_fraction * len(problems)) solutions, chosen at random, are corrupted, each with an
+    error kind drawn uniformly from `error_kinds`. Labels and outcome come from checking the written steps
+    (``label_steps``), not from knowing where the error was put. `fillers` > 0 puts filler steps into every
+    solution (``benchmark.with_fillers``, pointer chains only), drawn from their own random stream so that the
+    same solutions go wrong in the same way whatever `fillers` is.
+    """
+    kinds = benchmark.ERROR_KINDS
+    unknown = [k for k in error_kinds if k not in kinds]
+    if not error_kinds or unknown:
+        raise ValueError(f"error_kinds must be a non-empty list of {kinds}, got {list(error_kinds)!r}")
+    if isinstance(wrong_fraction, bool) or not isinstance(wrong_fraction, (int, float)) or not 0 <= wrong_fraction <= 1:
+        raise ValueError(f"wrong_fraction must be a number in [0, 1], got {wrong_fraction!r}")
+    rng = random.Random(seed)
+    filler_rng = random.Random(f"fillers/{seed}")
+    wrong = set(rng.sample(range(len(problems)), round(wrong_fraction * len(problems))))
+    solutions: list[StepSolution] = []
+    for i, problem in enumerate(problems):
+        text = problem.problem
+        try:
+            if i in wrong:
+                kind = error_kinds[0] if len(error_kinds) == 1 else rng.choice(list(error_kinds))
+                steps = benchmark.corrupt_steps(text, rng, kind=kind)[0]
+            else:
+                steps = benchmark.solve_steps(text)
+        except ValueError as e:
+            raise ValueError(f"problem {problem.unique_id or i}: {e}") from None
+        if fillers:
+            steps = benchmark.with_fillers(steps, fillers, filler_rng)
+        # The solution as the generator writes it (SFT format): the answer section ends the last step.
+        steps[-1] += answer_section(benchmark.final_answer(steps))
+        labels, outcome = benchmark.label_steps(text, steps)
+        solutions.append(
+            StepSolution(
+                problem=text,
+                steps=tuple(steps),
+                labels=tuple(labels),
+                outcome=outcome,
+                answer=benchmark.answer_of(text),
+                level=problem.level,
+                unique_id=problem.unique_id,
+                source=benchmark.SOURCE,
+            )
+        )
+    return solutions

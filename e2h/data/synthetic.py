@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from e2h.data.files import atomic_write_jsonl
-from e2h.data.prompts import STEP_SEPARATOR, answer_section
+from e2h.data.prompts import STEP_SEPARATOR
 from e2h.data.records import ALL_LEVELS, Problem
 from e2h.data.step_solutions import (
     StepSolution,
     completion_steps,
+    corrupted_solutions,
     labels_to_first_error,
     strip_answer_section,
     write_step_solutions,
@@ -409,46 +411,9 @@ def generate_problems(
 def generate_step_solutions(
     problems: Sequence[Problem], wrong_fraction: float = 0.5, seed: int = 0, error_kinds: Sequence[str] = ("result",)
 ) -> list[StepSolution]:
-    """One step-labelled solution per problem: correct, or with one wrong step at a random position.
-
-    Exactly round(wrong_fraction * len(problems)) solutions, chosen at random, are corrupted, each with an
-    error kind drawn uniformly from `error_kinds` (see `corrupt_steps`). Labels and outcome come from
-    checking the written steps (`label_steps`), not from knowing where the error was put.
-    """
-    unknown = [k for k in error_kinds if k not in ERROR_KINDS]
-    if not error_kinds or unknown:
-        raise ValueError(f"error_kinds must be a non-empty list of {ERROR_KINDS}, got {list(error_kinds)!r}")
-    if isinstance(wrong_fraction, bool) or not isinstance(wrong_fraction, (int, float)) or not 0 <= wrong_fraction <= 1:
-        raise ValueError(f"wrong_fraction must be a number in [0, 1], got {wrong_fraction!r}")
-    rng = random.Random(seed)
-    wrong = set(rng.sample(range(len(problems)), round(wrong_fraction * len(problems))))
-    solutions: list[StepSolution] = []
-    for i, problem in enumerate(problems):
-        expression = problem.problem
-        try:
-            if i in wrong:
-                kind = error_kinds[0] if len(error_kinds) == 1 else rng.choice(list(error_kinds))
-                steps = corrupt_steps(expression, rng, kind=kind)[0]
-            else:
-                steps = solve_steps(expression)
-        except ValueError as e:
-            raise ValueError(f"problem {problem.unique_id or i}: {e}") from None
-        # The solution as the generator writes it (SFT format): the answer section ends the last step.
-        steps[-1] += answer_section(final_answer(steps))
-        labels, outcome = label_steps(expression, steps)
-        solutions.append(
-            StepSolution(
-                problem=expression,
-                steps=tuple(steps),
-                labels=tuple(labels),
-                outcome=outcome,
-                answer=answer_of(expression),
-                level=problem.level,
-                unique_id=problem.unique_id,
-                source=SOURCE,
-            )
-        )
-    return solutions
+    """One step-labelled solution per problem: correct, or with one wrong step (`corrupt_steps`) at a random
+    position (`e2h.data.step_solutions.corrupted_solutions`)."""
+    return corrupted_solutions(sys.modules[__name__], problems, wrong_fraction, seed, error_kinds)
 
 
 def _derived_seed(seed: int, part: str) -> int:

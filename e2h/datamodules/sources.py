@@ -104,10 +104,11 @@ class StepSource:
     """One source of step-labelled solutions.
 
     kind: ``steps`` (a step-labelled JSONL, e.g. converted PRM800K or `e2h data synth`'s train_steps.jsonl),
-        ``synthetic`` (the synthetic benchmark's step solutions, generated in memory) or ``samples`` (a
+        ``synthetic`` (a generated benchmark's step solutions, made in memory) or ``samples`` (a
         generator's samples JSONL: outcome label = the line's ``correct``; lines without a gold answer are
         skipped).
     path: the file, for ``steps`` and ``samples``.
+    source: for ``synthetic``: which generated benchmark, ``synthetic`` or ``chains`` (as `ProblemSource.source`).
     levels: keep only these levels (None: all; a level filter drops records of unknown level).
     limit: keep at most this many solutions after filtering, drawn with `seed` (None: all).
     seed: the synthetic benchmark's seed (as `ProblemSource.seed`) and the draws of wrong steps and `limit`.
@@ -115,14 +116,22 @@ class StepSource:
         level, as in `ProblemSource` (use the same sizes as the generator's config, so that the test split
         stays disjoint from the problems trained on).
     wrong_fraction: share of synthetic solutions given one wrong step.
-    error_kinds: what goes wrong in those steps (`e2h.data.synthetic.corrupt_steps`): ``result`` (an arithmetic
-        slip), ``operation`` (the operation miscopied), ``restatement`` (the remainder miscopied).
-    process_labels: for ``samples`` of synthetic problems (ids ``synthetic/...``): label every step exactly
-        with `e2h.data.synthetic.label_steps` (PRM800K convention: None after the first wrong step).
+    error_kinds: what goes wrong in those steps (the benchmark's ``corrupt_steps``). Synthetic: ``result`` (an
+        arithmetic slip), ``operation`` (the operation miscopied), ``restatement`` (the remainder miscopied).
+        Chains: ``result``, ``operation``, ``pointer`` (the chain ended early, a hard level's main error).
+    fillers: for ``synthetic`` of source ``chains``: the probability of one more filler step before each step
+        (as `ProblemSource.fillers`). Match the generator's: a PRM learns its checks only in solutions that
+        look like the ones it will score.
+    process_labels: for ``samples`` of generated problems (ids ``synthetic/...`` or ``chains/...``): label every
+        step exactly with the benchmark's checker (PRM800K convention: None after the first wrong step).
+    label_fillers: with `process_labels`, whether filler steps (``~``, always right) are labelled 1. Set it
+        false on validation sources, so step AUROC counts only the steps that compute something (fillers
+        counted as right steps lift it). Training keeps them: a PRM trained without them scored worse.
     """
 
     kind: str = "synthetic"
     path: str | None = None
+    source: str = SYNTHETIC
     levels: list[int] | None = None
     limit: int | None = None
     seed: int = 0
@@ -131,6 +140,8 @@ class StepSource:
     wrong_fraction: float = 0.5
     error_kinds: list[str] = field(default_factory=lambda: ["result"])
     process_labels: bool = False
+    label_fillers: bool = True
+    fillers: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in STEP_SOURCE_KINDS:
@@ -139,13 +150,21 @@ class StepSource:
             raise ValueError(f"a {self.kind!r} source needs `path` (a JSONL file)")
         if self.kind == "synthetic" and self.path:
             raise ValueError("a 'synthetic' source is generated in memory; it takes no `path` (use kind: steps)")
+        if self.source not in (SYNTHETIC, CHAINS):
+            raise ValueError(f"`source` names a generated benchmark, {SYNTHETIC!r} or {CHAINS!r}; got {self.source!r}")
+        if self.fillers and (self.kind, self.source) != ("synthetic", CHAINS):
+            raise ValueError(f"`fillers` applies to 'synthetic' step sources of source {CHAINS!r} only")
+        if self.source != SYNTHETIC and self.kind != "synthetic":
+            raise ValueError(f"`source` applies to 'synthetic' step sources only (a {self.kind!r} source reads `path`)")
         if self.process_labels and self.kind != "samples":
             raise ValueError("`process_labels` applies to 'samples' sources (the others carry their own labels)")
+        if not self.label_fillers and not self.process_labels:
+            raise ValueError("`label_fillers` applies with `process_labels: true` (it chooses which steps get labels)")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be positive or null, got {self.limit}")
 
     def describe(self) -> str:
-        where = f"{self.kind} {self.path}" if self.path else f"synthetic {self.split} split"
+        where = f"{self.kind} {self.path}" if self.path else f"{self.source} {self.split} split"
         return where + (f" levels {self.levels}" if self.levels else "")
 
     def load(self, fmt: PromptFormat) -> list[LabelledExample]:
@@ -166,15 +185,24 @@ class StepSource:
         return examples
 
     def _synthetic(self, fmt: PromptFormat) -> list[LabelledExample]:
-        from e2h.data.synthetic import generate_step_solutions
+        from e2h.data import chains, synthetic
 
         # All levels are generated and then filtered, exactly as ProblemSource does, so the problems are the
         # same ones the generator's configs train and test on.
         problems = ProblemSource(
-            split=self.split, levels=self.levels, seed=self.seed, synthetic_per_level=self.synthetic_per_level
+            source=self.source,
+            split=self.split,
+            levels=self.levels,
+            seed=self.seed,
+            synthetic_per_level=self.synthetic_per_level,
         ).load()
-        solutions = generate_step_solutions(problems, self.wrong_fraction, self.seed, self.error_kinds)
-        where = f"synthetic {self.split} split"
+        if self.source == CHAINS:
+            solutions = chains.generate_step_solutions(
+                problems, self.wrong_fraction, self.seed, self.error_kinds, self.fillers
+            )
+        else:
+            solutions = synthetic.generate_step_solutions(problems, self.wrong_fraction, self.seed, self.error_kinds)
+        where = f"{self.source} {self.split} split"
         return [LabelledExample(s, fmt.prompt(s.problem), f"{where}, {s.unique_id}") for s in solutions]
 
     def _steps_file(self, fmt: PromptFormat) -> list[LabelledExample]:
@@ -192,7 +220,9 @@ class StepSource:
             if row["gold"] is None:
                 no_gold += 1  # no reference answer, so no outcome label
                 continue
-            examples.append(LabelledExample(sample_solution(row, self.process_labels, where), row["prompt"], where))
+            examples.append(LabelledExample(
+                sample_solution(row, self.process_labels, where, self.label_fillers), row["prompt"], where
+            ))
         if no_gold:
             log.info("%s: skipped %d sample(s) without a gold answer", self.path, no_gold)
         return examples

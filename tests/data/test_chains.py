@@ -77,6 +77,87 @@ def test_labels_stop_after_the_first_wrong_step_and_the_outcome_is_the_answers()
     assert chains.final_answer(SOLUTION[:2]) is None  # no end pointer, no answer
 
 
+class _Draws(random.Random):
+    """A Random whose randrange gives fixed values, so a corruption is worked out by hand."""
+
+    def __init__(self, *values: int) -> None:
+        super().__init__(0)
+        self.values = list(values)
+
+    def randrange(self, *args, **kwargs) -> int:
+        return self.values.pop(0)
+
+
+def test_each_corruption_writes_one_wrong_step_of_its_kind() -> None:
+    # result at step 1: q*3 from 1 is 3, +4 gives 7; a*4 then continues from 7: 28 = 8.
+    steps, at = chains.corrupt_steps(PROBLEM, _Draws(4), position=1, kind="result")
+    assert (steps, at) == (["f+8=1>q", "q*3=7>a", "a*4=8>."], 1)
+    assert chains.step_errors(PROBLEM, steps) == [None, "result", None]
+    # pointer at step 1: q*3=3 points to the end, so the chain stops one operation early, on 3.
+    steps, _ = chains.corrupt_steps(PROBLEM, random.Random(0), position=1, kind="pointer")
+    assert steps == ["f+8=1>q", "q*3=3>."]
+    assert chains.label_steps(PROBLEM, steps) == ([1, 0], 0)
+    # operation at step 0: another operand or the other of + and -, its value computed for what is written.
+    for seed in range(20):
+        steps, _ = chains.corrupt_steps(PROBLEM, random.Random(seed), position=0, kind="operation")
+        assert chains.step_errors(PROBLEM, steps) == ["operation", None, None]
+        assert steps[0] != "f+8=1>q" and steps[1:] != SOLUTION[1:]  # later steps go on from the new value
+
+
+def test_a_pointer_corruption_is_never_the_last_step_and_bad_arguments_are_refused() -> None:
+    # The last step already points to the end: a level-2 chain has two places to end early.
+    positions = {chains.corrupt_steps(PROBLEM, random.Random(s), kind="pointer")[1] for s in range(40)}
+    assert positions == {0, 1}
+    with pytest.raises(ValueError, match=r"position must be a step index in 0\.\.1 for a pointer error"):
+        chains.corrupt_steps(PROBLEM, random.Random(0), position=2, kind="pointer")
+    with pytest.raises(ValueError, match="unknown error kind 'format'"):
+        chains.corrupt_steps(PROBLEM, random.Random(0), kind="format")
+    with pytest.raises(ValueError, match=r"error_kinds must be a non-empty list of \('result', 'operation', 'pointer'\)"):
+        chains.generate_step_solutions([], 0.5, error_kinds=["restatement"])
+
+
+def test_corrupted_solutions_are_labelled_by_the_checker_and_read_as_a_step_source() -> None:
+    from e2h.data.prompts import PromptFormat
+    from e2h.datamodules.sources import StepSource
+
+    sizes = {"train": 40, "test": 5}
+    source = StepSource(source="chains", levels=[1, 2], synthetic_per_level=sizes, wrong_fraction=0.5,
+                        error_kinds=["pointer"])
+    examples = source.load(PromptFormat())
+    assert len(examples) == 80 and examples[0].where.startswith("chains train split, chains/L1/train/")
+    wrong = [e.solution for e in examples if 0 in e.solution.labels]
+    assert len(wrong) == 40  # exactly half, each ended early: one step fewer than its chain
+    for solution in wrong:
+        assert solution.labels[-1] == 0 and len(solution.steps) <= solution.level
+        assert solution.steps[-1].split("# Answer")[0].strip().endswith(">.")
+    with pytest.raises(ValueError, match="`source` names a generated benchmark"):
+        StepSource(source="math")
+    with pytest.raises(ValueError, match="`fillers` applies to 'synthetic' step sources of source 'chains' only"):
+        StepSource(fillers=0.4)
+    with pytest.raises(ValueError, match="`source` applies to 'synthetic' step sources only"):
+        StepSource(kind="samples", path="x.jsonl", source="chains")
+
+
+def test_fillers_in_corrupted_solutions_change_nothing_else() -> None:
+    from e2h.datamodules.sources import ProblemSource
+
+    problems = ProblemSource(source="chains", levels=[2, 3], synthetic_per_level={"train": 50, "test": 5}).load()
+    plain = chains.generate_step_solutions(problems, 0.5, seed=3, error_kinds=list(chains.ERROR_KINDS))
+    filled = chains.generate_step_solutions(problems, 0.5, seed=3, error_kinds=list(chains.ERROR_KINDS), fillers=0.4)
+    fillers = 0
+    for a, b in zip(plain, filled):
+        real = [(step, label) for step, label in zip(b.steps, b.labels) if not chains.is_filler(step)]
+        assert real == list(zip(a.steps, a.labels)) and b.outcome == a.outcome  # the same corruption
+        # A filler is right while the chain runs, so it is labelled 1 before the first error, None after it.
+        first_wrong = b.labels.index(0) if 0 in b.labels else len(b.steps)
+        assert all(b.labels[i] == (1 if i < first_wrong else None) for i, s in enumerate(b.steps) if chains.is_filler(s))
+        fillers += len(b.steps) - len(a.steps)
+    # 0.4 / 0.6 = 0.67 fillers a step on average: about 210 expected over the 100 solutions' 316 steps.
+    assert 120 < fillers < 330
+    with pytest.raises(ValueError, match="fillers is the probability"):
+        chains.generate_step_solutions(problems, 0.5, fillers=1.0)
+
+
 def test_problems_have_seven_definitions_and_level_plus_one_operations() -> None:
     rng = random.Random(0)
     for level in range(1, chains.MAX_LEVEL + 1):
@@ -140,6 +221,21 @@ def test_a_sample_is_labelled_step_by_step_by_the_chain_checker() -> None:
     completion = STEP_SEPARATOR.join(["~", "f+8=1>q", "q*3=7>a", "a*4=8>."]) + answer_section("8")
     solution = sample_solution(_sample_line(completion, "8"), process_labels=True, where="x")
     assert solution.labels == (1, 1, 0, None) and solution.outcome == 0
+    # For validation, the filler is left unlabelled: step AUROC then counts only steps that compute.
+    unlabelled = sample_solution(_sample_line(completion, "8"), process_labels=True, where="x", label_fillers=False)
+    assert unlabelled.labels == (None, 1, 0, None)
+
+
+def test_a_step_source_leaves_fillers_unlabelled_on_request(tmp_path, write_jsonl) -> None:
+    from e2h.data.prompts import PromptFormat
+    from e2h.datamodules.sources import StepSource
+
+    completion = STEP_SEPARATOR.join(["~", "f+8=1>q", "~", "q*3=3>a", "a*4=2>."]) + answer_section("2")
+    path = write_jsonl(tmp_path / "samples.jsonl", [_sample_line(completion, "2")])
+    source = StepSource(kind="samples", path=str(path), process_labels=True, label_fillers=False)
+    assert source.load(PromptFormat()).pop().solution.labels == (None, 1, None, 1, 1)
+    with pytest.raises(ValueError, match="`label_fillers` applies with `process_labels: true`"):
+        StepSource(kind="samples", path=str(path), label_fillers=False)
 
 
 def test_solved_and_chance_figures_of_chain_samples() -> None:
