@@ -263,35 +263,35 @@ def corrupt_steps(problem: str, rng: random.Random, position: int | None = None,
       from the written value, so the answer is wrong;
     - ``operation``: the operand (or, for ``+``/``-``, the operator) is not the definition's, and the value
       is computed for what was written; later steps continue from it;
-    - ``pointer``: the step points elsewhere than its definition says. Before the last step it points to
-      ``.``, so the chain ends early, on that step's value: the error a generator makes on chains longer
-      than any it was trained on. At the last step, which should point to ``.``, it names a distractor,
-      and the solution goes on along the distractors' chain to its end. Without this case, no easy
-      solution would hold a wrong pointer at its deepest step, and a verifier learns that a chain may end
-      after as many steps as the longest easy chain, whatever the definitions say (measured).
+    - ``pointer``: the step points to ``.`` instead of its next name, so the chain ends early, on that
+      step's value. This is the error a generator makes on chains longer than any it was trained on. The
+      last step already points to ``.``, so `position` is drawn from the others (a level-L chain has L).
     """
     if kind not in ERROR_KINDS:
         raise ValueError(f"unknown error kind {kind!r}; choose one of {ERROR_KINDS}")
     steps = solve_steps(problem)
+    count = len(steps) - 1 if kind == "pointer" else len(steps)
     if position is None:
-        position = rng.randrange(len(steps))
-    elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(steps):
-        raise ValueError(f"position must be a step index in 0..{len(steps) - 1} for {problem!r}, got {position!r}")
+        position = rng.randrange(count)
+    elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < count:
+        raise ValueError(f"position must be a step index in 0..{count - 1} for a {kind} error in {problem!r}, "
+                         f"got {position!r}")
     chain = parse(problem)
+    names = chain.operations()
     value = chain.start if position == 0 else int(_value_of(steps[position - 1]))
-    out, name = steps[:position], chain.operations()[position]
-    while name != END:
+    out = steps[:position]
+    for index in range(position, len(names)):
+        name = names[index]
         op, operand, nxt = chain.definitions[name]
-        if len(out) == position and kind == "operation":
+        if index == position and kind == "operation":
             op, operand = _miscopied_operation(op, operand, rng)
         value = apply(value, op, operand)
-        if len(out) == position and kind == "result":
+        if index == position and kind == "result":
             value = (value + rng.randrange(1, 10)) % 10
-        if len(out) == position and kind == "pointer":
-            distractors = sorted(set(chain.definitions) - set(chain.operations()))
-            nxt = END if nxt != END else rng.choice(distractors)
+        if index == position and kind == "pointer":
+            out.append(f"{name}{op}{operand}={value}>{END}")
+            break
         out.append(f"{name}{op}{operand}={value}>{nxt}")
-        name = nxt
     return out, position
 
 

@@ -104,17 +104,12 @@ def test_each_corruption_writes_one_wrong_step_of_its_kind() -> None:
         assert steps[0] != "f+8=1>q" and steps[1:] != SOLUTION[1:]  # later steps go on from the new value
 
 
-def test_a_pointer_corruption_at_the_last_step_names_a_distractor_and_goes_on_along_it() -> None:
-    # a*4=2 should end the chain; it points to x instead, and the solution follows the distractors
-    # x*2 -> g-1 -> e+5 -> c-2 -> end from the written value 2: 4, 3, 8, 6. Only a*4 is wrong.
-    steps, at = chains.corrupt_steps(PROBLEM, random.Random(0), position=2, kind="pointer")
-    assert (steps, at) == (["f+8=1>q", "q*3=3>a", "a*4=2>x", "x*2=4>g", "g-1=3>e", "e+5=8>c", "c-2=6>."], 2)
-    assert chains.label_steps(PROBLEM, steps) == ([1, 1, 0, None, None, None, None], 0)
-    # Every step can hold the pointer error, the deepest one included.
+def test_a_pointer_corruption_is_never_the_last_step_and_bad_arguments_are_refused() -> None:
+    # The last step already points to the end: a level-2 chain has two places to end early.
     positions = {chains.corrupt_steps(PROBLEM, random.Random(s), kind="pointer")[1] for s in range(40)}
-    assert positions == {0, 1, 2}
-    with pytest.raises(ValueError, match=r"position must be a step index in 0\.\.2"):
-        chains.corrupt_steps(PROBLEM, random.Random(0), position=3, kind="pointer")
+    assert positions == {0, 1}
+    with pytest.raises(ValueError, match=r"position must be a step index in 0\.\.1 for a pointer error"):
+        chains.corrupt_steps(PROBLEM, random.Random(0), position=2, kind="pointer")
     with pytest.raises(ValueError, match="unknown error kind 'format'"):
         chains.corrupt_steps(PROBLEM, random.Random(0), kind="format")
     with pytest.raises(ValueError, match=r"error_kinds must be a non-empty list of \('result', 'operation', 'pointer'\)"):
@@ -131,14 +126,10 @@ def test_corrupted_solutions_are_labelled_by_the_checker_and_read_as_a_step_sour
     examples = source.load(PromptFormat())
     assert len(examples) == 80 and examples[0].where.startswith("chains train split, chains/L1/train/")
     wrong = [e.solution for e in examples if 0 in e.solution.labels]
-    assert len(wrong) == 40  # exactly half
+    assert len(wrong) == 40  # exactly half, each ended early: one step fewer than its chain
     for solution in wrong:
-        first = solution.labels.index(0)
-        step = solution.steps[first].split("# Answer")[0].strip()
-        if first < solution.level:  # before the last operation: the chain ends there, early
-            assert step.endswith(">.") and len(solution.steps) == first + 1
-        else:  # at the last operation: it names a distractor and goes on (unlabelled) to the end
-            assert not step.endswith(">.") and len(solution.steps) > first + 1
+        assert solution.labels[-1] == 0 and len(solution.steps) <= solution.level
+        assert solution.steps[-1].split("# Answer")[0].strip().endswith(">.")
     with pytest.raises(ValueError, match="`source` names a generated benchmark"):
         StepSource(source="math")
     with pytest.raises(ValueError, match="`fillers` applies to 'synthetic' step sources of source 'chains' only"):
