@@ -25,6 +25,7 @@ from e2h.data.prompts import PromptFormat
 from e2h.data.records import Problem, exclude_held_out, filter_levels, load_problems
 from e2h.data.samples import sample_lines, sample_solution
 from e2h.data.step_solutions import StepSolution
+from e2h.generation.seeding import stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,11 @@ class StepSource:
             examples, self.levels, level_of=lambda e: e.solution.level, noun="solution", where=self.describe()
         )
         if self.limit is not None and self.limit < len(examples):
-            # A seeded draw, kept in the source's order so per-level reports stay readable.
-            keep = sorted(random.Random(self.seed).sample(range(len(examples)), self.limit))
+            # A seeded draw, kept in the source's order so per-level reports stay readable. Its own stream:
+            # drawn with random.Random(seed), the same stream that chose which synthetic solutions go wrong,
+            # it would keep exactly the corrupted ones.
+            rng = random.Random(stable_seed("e2h.step_source.limit", self.seed))
+            keep = sorted(rng.sample(range(len(examples)), self.limit))
             examples = [examples[i] for i in keep]
         return examples
 

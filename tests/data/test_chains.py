@@ -112,7 +112,8 @@ def test_a_pointer_corruption_is_never_the_last_step_and_bad_arguments_are_refus
         chains.corrupt_steps(PROBLEM, random.Random(0), position=2, kind="pointer")
     with pytest.raises(ValueError, match="unknown error kind 'format'"):
         chains.corrupt_steps(PROBLEM, random.Random(0), kind="format")
-    with pytest.raises(ValueError, match=r"error_kinds must be a non-empty list of \('result', 'operation', 'pointer'\)"):
+    kinds = r"\('result', 'operation', 'pointer'\)"
+    with pytest.raises(ValueError, match=f"error_kinds must be a non-empty list of {kinds}"):
         chains.generate_step_solutions([], 0.5, error_kinds=["restatement"])
 
 
@@ -138,6 +139,22 @@ def test_corrupted_solutions_are_labelled_by_the_checker_and_read_as_a_step_sour
         StepSource(kind="samples", path="x.jsonl", source="chains")
 
 
+@pytest.mark.parametrize("source", ["synthetic", "chains"])
+def test_a_limited_step_source_keeps_its_wrong_fraction(source: str) -> None:
+    # `limit` and the choice of corrupted solutions once drew from the same stream, random.Random(seed), so a
+    # limit kept exactly the corrupted solutions: a PRM saw no right solution end at all.
+    from e2h.data.prompts import PromptFormat
+    from e2h.datamodules.sources import StepSource
+
+    sizes = {"train": 400, "test": 5}
+    kinds = ["pointer", "result"] if source == "chains" else ["result"]
+    examples = StepSource(source=source, levels=[2, 3], synthetic_per_level=sizes, limit=200, error_kinds=kinds).load(
+        PromptFormat()
+    )
+    wrong = sum(0 in e.solution.labels for e in examples)
+    assert 70 <= wrong <= 130  # about half of 200 (binomial SD 7), not all of them
+
+
 def test_fillers_in_corrupted_solutions_change_nothing_else() -> None:
     from e2h.datamodules.sources import ProblemSource
 
@@ -150,7 +167,9 @@ def test_fillers_in_corrupted_solutions_change_nothing_else() -> None:
         assert real == list(zip(a.steps, a.labels)) and b.outcome == a.outcome  # the same corruption
         # A filler is right while the chain runs, so it is labelled 1 before the first error, None after it.
         first_wrong = b.labels.index(0) if 0 in b.labels else len(b.steps)
-        assert all(b.labels[i] == (1 if i < first_wrong else None) for i, s in enumerate(b.steps) if chains.is_filler(s))
+        filler_labels = [label for step, label in zip(b.steps, b.labels) if chains.is_filler(step)]
+        expected = [1 if i < first_wrong else None for i, step in enumerate(b.steps) if chains.is_filler(step)]
+        assert filler_labels == expected
         fillers += len(b.steps) - len(a.steps)
     # 0.4 / 0.6 = 0.67 fillers a step on average: about 210 expected over the 100 solutions' 316 steps.
     assert 120 < fillers < 330
