@@ -311,6 +311,8 @@ def test_the_report_command_prints_each_scorers_step_auroc(tmp_path, write_jsonl
     args = ["--samples", str(write_jsonl(tmp_path / "s.jsonl", samples)), "--ns", "1", "2"]
     assert main([*args, "--scores", f"prm={write_jsonl(tmp_path / 'p.jsonl', scored)}"]) == 0
     out = capsys.readouterr().out
-    # Right steps {0.9, 0.8, 0.7, 0.85} against the early end at 0.2: every pair ordered right.
+    # Right steps {0.9, 0.8, 0.7, 0.85} against the early end at 0.2: every pair ordered right. Position
+    # alone: right at 1, 2, 3, 1 against wrong at 2: two pairs right, one tie, one wrong -> 2.5 / 4.
     assert "## step AUROC of prm on the samples' own steps" in out
-    assert "| level_4 | 1.000 | 5 | 1 |" in out and "| error kind pointer (against every right step) | 1.000 | | 1 |" in out
+    assert "| level_4 | 1.000 | 0.625 | 5 | 1 |" in out
+    assert "| error kind pointer (against every right step) | 1.000 | | | 1 |" in out
