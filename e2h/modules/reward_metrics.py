@@ -36,3 +36,10 @@ class BinaryScoreMetrics(nn.Module):
             stat.reset()
             self.auroc[key].reset()
         return out
+
+
+def position_scores(n: int, device: torch.device | None = None) -> torch.Tensor:
+    """Scores for a solution's `n` labelled steps by their position alone, 1, 1/2, 1/3, ...: the reference
+    that reads nothing. A step is wrong only at or after a solution's first error, so later steps are wrong
+    more often, and a step AUROC means a step check only above this one's."""
+    return 1.0 / torch.arange(1, n + 1, dtype=torch.float32, device=device)

@@ -39,7 +39,7 @@ from e2h.modules.common import (
     write_hf_folder,
 )
 from e2h.modules.reward_head import build_reward_backbone
-from e2h.modules.reward_metrics import BinaryScoreMetrics
+from e2h.modules.reward_metrics import BinaryScoreMetrics, position_scores
 from e2h.text.alignment import values_at
 from e2h.text.encoding import IGNORE_LABEL
 from e2h.text.tokenizer import load_tokenizer
@@ -138,6 +138,7 @@ class RewardModelModule(LightningModule):
         self.model = None
         self.step_metrics = BinaryScoreMetrics(SUBSET_KEYS)
         self.outcome_metrics = BinaryScoreMetrics(SUBSET_KEYS)
+        self.position_metrics = BinaryScoreMetrics(SUBSET_KEYS)  # the reference: step position alone
         self._logged_texts: list[str] = []
 
     # --- model -----------------------------------------------------------------------------------------
@@ -231,16 +232,18 @@ class RewardModelModule(LightningModule):
             step_mask = batch["step_end_labels"][b] != IGNORE_LABEL
             outcome_mask = batch["outcome_labels"][b] != IGNORE_LABEL
             step = (probs[b][step_mask], batch["step_end_labels"][b][step_mask])
+            position = (position_scores(int(step_mask.sum()), probs.device), step[1])
             n_outcome = int(outcome_mask.sum())
             outcome = (probs.new_full((n_outcome,), scores[b][1]), batch["outcome_labels"][b][outcome_mask])
             for key in subset_keys(level):
                 gathered.setdefault(("step", key), []).append(step)
                 gathered.setdefault(("outcome", key), []).append(outcome)
+                gathered.setdefault(("position", key), []).append(position)
             if len(self._logged_texts) < self.hparams.log_samples:
                 self._logged_texts.append(self._describe(batch, b, scores[b]))
+        metrics = {"step": self.step_metrics, "outcome": self.outcome_metrics, "position": self.position_metrics}
         for (kind, key), pairs in gathered.items():
-            metrics = self.step_metrics if kind == "step" else self.outcome_metrics
-            metrics.update(torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs]), key)
+            metrics[kind].update(torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs]), key)
 
     def _describe(self, batch: dict[str, Any], b: int, scores: tuple[list[float], float]) -> str:
         """A validation solution as Markdown: the text, then each step's label and score."""
@@ -268,6 +271,10 @@ class RewardModelModule(LightningModule):
         for kind, metrics in (("step", self.step_metrics), ("outcome", self.outcome_metrics)):
             for name, value in metrics.compute().items():
                 self.log(f"{stage}/{kind}_{name}", value, prog_bar=name == "auroc_all")
+        # Beside step_auroc_*: the AUROC of the step's position alone, the reference a step check must beat.
+        for name, value in self.position_metrics.compute().items():
+            if name.startswith("auroc_"):
+                self.log(f"{stage}/step_position_{name}", value)
         experiment = getattr(self.logger, "experiment", None)
         if self._logged_texts and hasattr(experiment, "add_text"):
             experiment.add_text(f"{stage}/solutions", "\n\n---\n\n".join(self._logged_texts), self.global_step)

@@ -221,6 +221,27 @@ def test_validation_logs_metrics_by_level_and_group(make_module, steps_data):
     assert module._logged_texts == []  # handed to the logger (none here) and cleared
 
 
+def test_validation_logs_the_step_position_reference(make_module, steps_data, tmp_path):
+    # Position scores 1, 1/2, 1/3 by labelled step. Right steps: A's first two (1, 1/2) and B's (1); wrong: A's
+    # third (1/3) and C's only step (1). Of the 6 (right, wrong) pairs, 3 are ordered (each right above 1/3),
+    # 2 tie (1 against 1) and 1 is misordered (1/2 below 1): (3 + 2 * 0.5) / 6 = 2/3.
+    def solution(uid, steps, labels):
+        return StepSolution(problem="1+2+4", steps=steps, labels=labels, outcome=None, level=1, unique_id=uid)
+
+    path = tmp_path / "val.jsonl"
+    write_step_solutions(
+        [solution("A", ("1+2=3 3+4", "3+4=7", "7=8"), (1, 1, 0)), solution("B", ("1+2=3 3+4",), (1,)),
+         solution("C", ("1+2=4 4+4",), (0,))],
+        path,
+    )
+    module = make_module()
+    dm = steps_data(val=[StepSource(kind="steps", path=str(path))])
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.validate(module, datamodule=dm, verbose=False)
+    assert metrics["val/step_position_auroc_all"] == pytest.approx(2 / 3)
+    assert metrics["val/step_position_auroc_level_1"] == pytest.approx(2 / 3)
+
+
 # --- data sources --------------------------------------------------------------------------------------------
 
 
