@@ -111,3 +111,29 @@ def test_extension_rows_appear_once_run_with_the_last_round_in_the_claims(tmp_pa
     assert rest["reading"] == "noise" and rest["paper"].startswith("about equal")
     assert claims["GRPO with the easy PRM improves hard accuracy over SFT"]["paper"] == "not in the paper"
     assert "| ReST-EM with the easy PRM improves hard accuracy over SFT (round 1) | about equal" in text
+
+
+def test_evaluators_are_read_beside_the_step_position_reference(tmp_path):
+    """On the generator's own samples, a step AUROC is set against what the step's position alone reads:
+    right steps at positions 1 and 2 (scored 0.9, 0.6), a wrong one at 1 (0.5). The PRM orders both pairs
+    (1.0); position alone ties one and misorders the other (0.25), so the claim's difference is +0.75."""
+    from e2h.data.prompts import PromptFormat
+    from e2h.study.plan import PROFILES
+
+    plan = tiny_plan(tmp_path)
+    prompt = PromptFormat("paper").prompt("6+4+7-5+9")
+    rows = [
+        {"problem_id": "synthetic/L4/test/0", "level": 4, "prompt": prompt, "steps": ["6+4=0 0+7-5+9", "0+7=7 7-5+9"],
+         "step_scores": [0.9, 0.6]},
+        {"problem_id": "synthetic/L4/test/0", "level": 4, "prompt": prompt, "steps": ["6+4=1 1+7-5+9"],
+         "step_scores": [0.5]},
+    ]
+    path = plan.out / plan.stage("score_prm").workspace / plan.runs / PROFILES[plan.profile]["scored"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(plan).read_text()
+    assert "| PRM | - | - | - | 1.00 (1/3) | - | - | 1.00 (1/3) | 1.00 (1/3) |" in text
+    assert "| step position alone (reference) | - | - | - | 0.25 | - | - | 0.25 | 0.25 |" in text
+    claims = {c["claim"]: c for c in json.loads((tmp_path / "report" / "study.json").read_text())["claims"]}
+    claim = claims["an easy-trained PRM tells right from wrong hard steps (AUROC above position alone)"]
+    assert abs(claim["ours"]["difference"] - 0.75) < 1e-9 and "the step position alone: 0.25" in claim["note"]
