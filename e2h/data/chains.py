@@ -142,6 +142,11 @@ def answer_of(problem: str) -> str:
     return _value_of(solve_steps(problem)[-1])
 
 
+def _check_fillers(fillers: float) -> None:
+    if not 0 <= fillers < 1:
+        raise ValueError(f"fillers is the probability of one more filler step, in [0, 1); got {fillers!r}")
+
+
 def with_fillers(steps: Sequence[str], fillers: float, rng: random.Random) -> list[str]:
     """`steps` with filler steps before each one: one more each time with probability `fillers`."""
     out: list[str] = []
@@ -269,29 +274,29 @@ def corrupt_steps(problem: str, rng: random.Random, position: int | None = None,
     """
     if kind not in ERROR_KINDS:
         raise ValueError(f"unknown error kind {kind!r}; choose one of {ERROR_KINDS}")
-    steps = solve_steps(problem)
-    count = len(steps) - 1 if kind == "pointer" else len(steps)
+    chain = parse(problem)
+    names = chain.operations()
+    count = len(names) - 1 if kind == "pointer" else len(names)
     if position is None:
         position = rng.randrange(count)
     elif isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < count:
         raise ValueError(f"position must be a step index in 0..{count - 1} for a {kind} error in {problem!r}, "
                          f"got {position!r}")
-    chain = parse(problem)
-    names = chain.operations()
-    value = chain.start if position == 0 else int(_value_of(steps[position - 1]))
-    out = steps[:position]
-    for index in range(position, len(names)):
-        name = names[index]
+    # As solve_steps, with the one wrong step written at `position` and later steps going on from it.
+    out, value = [], chain.start
+    for index, name in enumerate(names):
         op, operand, nxt = chain.definitions[name]
-        if index == position and kind == "operation":
+        wrong = index == position
+        if wrong and kind == "operation":
             op, operand = _miscopied_operation(op, operand, rng)
         value = apply(value, op, operand)
-        if index == position and kind == "result":
+        if wrong and kind == "result":
             value = (value + rng.randrange(1, 10)) % 10
-        if index == position and kind == "pointer":
-            out.append(f"{name}{op}{operand}={value}>{END}")
-            break
+        if wrong and kind == "pointer":
+            nxt = END
         out.append(f"{name}{op}{operand}={value}>{nxt}")
+        if nxt == END:
+            break
     return out, position
 
 
@@ -316,8 +321,7 @@ def generate_step_solutions(
     Give a reward model's corruptions the fillers its generator writes: a PRM trained on corruptions without
     fillers, beside the generator's own samples with them, learned to check pointers only in solutions without
     fillers (measured in docs/study-tiny.md)."""
-    if not 0 <= fillers < 1:
-        raise ValueError(f"fillers is the probability of one more filler step, in [0, 1); got {fillers!r}")
+    _check_fillers(fillers)
     return corrupted_solutions(sys.modules[__name__], problems, wrong_fraction, seed, error_kinds, fillers)
 
 
@@ -356,8 +360,7 @@ def generate_problems(
 ) -> list[Problem]:
     """Distinct random problems, grouped by level; none equal to a text in `exclude`. Deterministic given
     `seed`. `fillers` > 0 puts random filler steps into the reference solutions (see the module doc)."""
-    if not 0 <= fillers < 1:
-        raise ValueError(f"fillers is the probability of one more filler step, in [0, 1); got {fillers!r}")
+    _check_fillers(fillers)
     rng = random.Random(seed)
     # Fillers draw from their own stream, so the problems are the same whatever `fillers` is.
     filler_rng = random.Random(stable_seed("e2h.chains.fillers", seed))
