@@ -9,9 +9,7 @@ import time
 from collections.abc import Sequence
 
 from e2h.data.errors import DataError
-from e2h.data.files import read_jsonl
 from e2h.eval.report import build_report, format_markdown, log_tensorboard, write_outputs
-from e2h.eval.step_auroc import format_step_auroc, labelled_steps, step_auroc
 
 
 def _scorer_arg(text: str) -> tuple[str, str]:
@@ -72,12 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # an unwritable --out or --tensorboard folder
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(format_markdown(report), end="")
-    for name, path in args.scores:
-        # Where the problems have an exact step checker, how well each scorer ranks the samples' own steps.
-        steps = labelled_steps(row for _, row in read_jsonl(path))
-        if steps:
-            print("\n" + format_step_auroc(name, step_auroc(steps)), end="")
+    print(format_markdown(report), end="")  # with each scorer's step AUROC, where the problems have a step checker
     print(
         f"report: {report.problems['all']} problems, {len(report.rows)} accuracies, "
         f"{report.grader_calls} grader calls, {seconds:.2f} s", file=sys.stderr,

@@ -6,7 +6,9 @@ lines plus ``steps``, ``step_scores`` and the solution ``score``), named on the 
 
 Outputs (``--out DIR``, each written atomically): ``report.md`` (one table per subset, methods by N),
 ``report.csv`` and ``report.json`` (one row per method, N and subset), ``accuracy_vs_n.png`` (easy / hard
-/ all panels), and optionally TensorBoard scalars ``rerank/{subset}/{method}`` at step N.
+/ all panels), and optionally TensorBoard scalars ``rerank/{subset}/{method}`` at step N. Where the problems have
+an exact step checker (the generated benchmarks), the Markdown, the JSON (``step_auroc``) and TensorBoard also
+hold each scorer's step AUROC by level and error kind, beside the step position's own (`e2h.eval.step_auroc`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from e2h.eval.reranking import (
     methods_for,
     ns_up_to,
 )
+from e2h.eval.step_auroc import format_step_auroc, labelled_steps, step_auroc
 
 SCORED_FIELDS = ("problem_id", "sample_index", "score")
 #: Scorer names become part of method names ("weighted:orm") and TensorBoard tags.
@@ -73,16 +76,18 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_scores(name: str, path: str | Path, samples_path: str | Path, index: SampleIndex) -> dict[str, list[float]]:
-    """One scorer's solution scores, laid out like the samples (problem id -> score per sample position).
+def read_scores(
+    name: str, path: str | Path, samples_path: str | Path, index: SampleIndex, rows: Iterable[tuple[int, dict]]
+) -> dict[str, list[float]]:
+    """One scorer's solution scores, laid out like the samples (problem id -> score per sample position), from
+    the (line number, row) pairs of its scored file at `path`.
 
     Every line must name a sample of the samples file and carry a finite ``score``; every sample must be
     scored exactly once. Errors name the file and line (or the scorer and how many samples are missing).
     """
-    _require_file(path)
     scores: dict[str, list[float | None]] = {pid: [None] * len(pos) for pid, pos in index.items()}
     first_line: dict[tuple[str, int], int] = {}
-    for lineno, row in read_jsonl(path):
+    for lineno, row in rows:
         missing = [f for f in SCORED_FIELDS if f not in row]
         if missing:
             raise DataError(f"{path}:{lineno}: scored sample is missing field(s) {missing}")
@@ -117,15 +122,24 @@ def read_scores(name: str, path: str | Path, samples_path: str | Path, index: Sa
 
 def load_scored_problems(
     samples_path: str | Path, scores: Mapping[str, str | Path]
-) -> tuple[list[ProblemSamples], int]:
-    """The graded problems with each scorer's scores, and how many problems were left out for lack of gold."""
+) -> tuple[list[ProblemSamples], int, dict[str, dict[str, Any]]]:
+    """The graded problems with each scorer's scores, how many problems were left out for lack of gold, and
+    each scorer's step AUROC on the samples' own steps (`e2h.eval.step_auroc`; scorers of problems without an
+    exact step checker have none). Each scored file is read once."""
     _require_file(samples_path)
     for name in scores:
         if not SCORER_NAME.match(name):
             raise DataError(f"scorer name {name!r}: use letters, digits, '_', '.' or '-'")
     by_problem = read_samples(samples_path)
     index = index_samples(samples_path, by_problem)
-    scored = {name: read_scores(name, path, samples_path, index) for name, path in scores.items()}
+    scored, step_figures = {}, {}
+    for name, path in scores.items():
+        _require_file(path)
+        rows = list(read_jsonl(path))
+        scored[name] = read_scores(name, path, samples_path, index, rows)
+        steps = labelled_steps(row for _, row in rows)
+        if steps:
+            step_figures[name] = step_auroc(steps)
     problems: list[ProblemSamples] = []
     no_gold = 0
     for pid, rows in by_problem.items():
@@ -144,7 +158,7 @@ def load_scored_problems(
         )
     if not problems:
         raise DataError(f"{samples_path}: no problem has a gold answer, so nothing can be graded")
-    return problems, no_gold
+    return problems, no_gold, step_figures
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,6 +194,8 @@ class Report:
     no_gold: int = 0  # problems left out: no gold answer
     samples_per_problem: tuple[int, int] = (0, 0)  # fewest, most
     grader_calls: int = 0
+    # scorer -> its step AUROC on the samples' own steps, where the problems have an exact step checker
+    step_auroc: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def accuracy(self, method: str, n: int, subset: str) -> float:
         """The accuracy of one table cell; KeyError when the report has no such cell."""
@@ -226,7 +242,7 @@ def build_report(
     """
     if num_subsets < 1:
         raise DataError(f"num_subsets must be at least 1, got {num_subsets}")
-    problems, no_gold = load_scored_problems(samples_path, scores)
+    problems, no_gold, step_figures = load_scored_problems(samples_path, scores)
     counts = [len(p.answers) for p in problems]
     n_max = min(counts)
     chosen_ns = choose_ns(ns, n_max)
@@ -264,6 +280,7 @@ def build_report(
         no_gold=no_gold,
         samples_per_problem=(min(counts), max(counts)),
         grader_calls=cache.calls,
+        step_auroc=step_figures,
     )
 
 
@@ -293,7 +310,8 @@ def header_line(report: Report) -> str:
 
 
 def format_markdown(report: Report) -> str:
-    """The header line, then one table per subset: methods as rows, N as columns, accuracy in percent."""
+    """The header line, then one table per subset: methods as rows, N as columns, accuracy in percent; then
+    each scorer's step AUROC, where the problems have an exact step checker."""
     lines = ["# Re-ranking accuracy", "", header_line(report)]
     cells = {(r.subset, r.method, r.n): r.accuracy for r in report.rows}
     for subset in report.subsets:
@@ -303,7 +321,10 @@ def format_markdown(report: Report) -> str:
         for method in report.methods:
             values = " | ".join(f"{cells[subset, method, n]:.1%}" for n in report.ns)
             lines.append(f"| {method} | {values} |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    for name, figures in report.step_auroc.items():
+        text += "\n" + format_step_auroc(name, figures)
+    return text
 
 
 def format_csv(report: Report) -> str:
@@ -372,13 +393,20 @@ def write_plot(report: Report, path: str | Path) -> None:
 
 
 def log_tensorboard(report: Report, log_dir: str | Path) -> None:
-    """Every accuracy as a TensorBoard scalar: tag ``rerank/{subset}/{method}``, step N."""
+    """Every accuracy as a TensorBoard scalar: tag ``rerank/{subset}/{method}``, step N. Each scorer's step AUROC
+    by subset as ``step_auroc/{subset}/{scorer}``, beside the step position's own (the reference; it depends on
+    the labels only, so it is the same for every scorer) as ``step_auroc/{subset}/position_alone``, at step 0."""
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
         for r in report.rows:
             writer.add_scalar(f"rerank/{r.subset}/{r.method}", r.accuracy, global_step=r.n)
+        for name, figures in report.step_auroc.items():
+            for subset, f in figures["by_subset"].items():
+                for tag, value in ((name, f["auroc"]), ("position_alone", f["position_auroc"])):
+                    if value is not None:
+                        writer.add_scalar(f"step_auroc/{subset}/{tag}", value, global_step=0)
     finally:
         writer.close()
 

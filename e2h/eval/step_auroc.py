@@ -36,13 +36,13 @@ class LabelledStep(NamedTuple):
 
 
 def labelled_steps(rows: Iterable[Mapping[str, Any]]) -> list[LabelledStep]:
-    """Every labelled step of the samples of generated benchmarks in `rows` (scored sample lines); other rows
-    are skipped."""
+    """Every labelled step of the samples of generated benchmarks in `rows` (scored sample lines); other rows,
+    and rows of a scorer that gives no step scores (a solution score only), are skipped."""
     out = []
     for row in rows:
         question = question_from_prompt(row.get("prompt", ""))
         checker = checker_for(str(row.get("problem_id")))
-        if checker is None or question is None:
+        if checker is None or question is None or "steps" not in row or "step_scores" not in row:
             continue
         position = 0
         for step, score, error in zip(row["steps"], row["step_scores"], checker.step_errors(question, row["steps"])):

@@ -3,6 +3,7 @@ worked out by hand."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -300,7 +301,7 @@ def test_configs_name_the_benchmark_as_a_problem_source() -> None:
         ProblemSource(source="synthetic", fillers=0.4)
 
 
-def test_the_report_command_prints_each_scorers_step_auroc(tmp_path, write_jsonl, capsys) -> None:
+def test_the_report_command_prints_and_writes_each_scorers_step_auroc(tmp_path, write_jsonl, capsys) -> None:
     from e2h.cli.report import main
 
     right = STEP_SEPARATOR.join(SOLUTION) + answer_section("2")
@@ -309,10 +310,18 @@ def test_the_report_command_prints_each_scorers_step_auroc(tmp_path, write_jsonl
     scored = [{**samples[0], "steps": completion_steps(right), "step_scores": [0.9, 0.8, 0.7], "score": 0.7},
               {**samples[1], "steps": completion_steps(early), "step_scores": [0.85, 0.2], "score": 0.2}]
     args = ["--samples", str(write_jsonl(tmp_path / "s.jsonl", samples)), "--ns", "1", "2"]
-    assert main([*args, "--scores", f"prm={write_jsonl(tmp_path / 'p.jsonl', scored)}"]) == 0
+    folder, tb = tmp_path / "report", tmp_path / "tb"
+    assert main([*args, "--scores", f"prm={write_jsonl(tmp_path / 'p.jsonl', scored)}", "--out", str(folder),
+                 "--tensorboard", str(tb)]) == 0
     out = capsys.readouterr().out
     # Right steps {0.9, 0.8, 0.7, 0.85} against the early end at 0.2: every pair ordered right. Position
     # alone: right at 1, 2, 3, 1 against wrong at 2: two pairs right, one tie, one wrong -> 2.5 / 4.
     assert "## step AUROC of prm on the samples' own steps" in out
     assert "| level_4 | 1.000 | 0.625 | 5 | 1 |" in out
     assert "| error kind pointer (against every right step) | 1.000 | | | 1 |" in out
+    # the same figures in the files a researcher keeps: report.md as printed, report.json, TensorBoard
+    assert (folder / "report.md").read_text(encoding="utf-8") == out
+    figures = json.loads((folder / "report.json").read_text(encoding="utf-8"))["step_auroc"]["prm"]
+    assert figures["by_subset"]["level_4"] == {"auroc": 1.0, "position_auroc": 0.625, "steps": 5, "wrong": 1}
+    (events,) = tb.glob("events.out.tfevents.*")
+    assert b"step_auroc/level_4/prm" in events.read_bytes() and b"step_auroc/hard/position_alone" in events.read_bytes()

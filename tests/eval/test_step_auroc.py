@@ -16,6 +16,7 @@ def test_labels_stop_after_the_first_wrong_step_and_need_a_checker():
     rows = [
         _row(3, ["6+4=0 0+7-5+9", "0+7=8 8-5+9", "8-5=3 3+9"], [0.9, 0.2, 0.8]),  # right, result slip, (unlabelled)
         _row(3, ["6+4=0 0+7-5+9"], [0.7], pid="math/123"),  # no exact checker: skipped
+        {"problem_id": "synthetic/L3/test/0", "level": 3, "prompt": PROMPT, "score": 0.4},  # no step scores: skipped
     ]
     assert labelled_steps(rows) == [(3, 0.9, None, 1), (3, 0.2, "result", 2)]
 
