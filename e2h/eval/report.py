@@ -135,9 +135,9 @@ def load_scored_problems(
     scored, step_figures = {}, {}
     for name, path in scores.items():
         _require_file(path)
-        rows = list(read_jsonl(path))
-        scored[name] = read_scores(name, path, samples_path, index, rows)
-        steps = labelled_steps(row for _, row in rows)
+        lines = list(read_jsonl(path))  # (line number, row): one read serves the scores and the step AUROC
+        scored[name] = read_scores(name, path, samples_path, index, lines)
+        steps = labelled_steps(row for _, row in lines)
         if steps:
             step_figures[name] = step_auroc(steps)
     problems: list[ProblemSamples] = []
